@@ -1,0 +1,311 @@
+"""The `thinct` command line.
+
+Exit codes: 0 success, 1 a failure while processing (in a batch: at least one file failed),
+2 a usage error. User mistakes are reported as one line on stderr, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from thinct import __version__
+from thinct.batch import Job, Outcome, plan_jobs, run_jobs
+from thinct.errors import ThinctError, ThinctWarning, UsageError
+from thinct.io import read_volume
+from thinct.pipeline import simulate_file, upsample_file
+from thinct.reporting import Reporter
+from thinct.summary import scan_summary
+
+app = typer.Typer(
+    name="thinct",
+    help="Turn thick-slice CT into synthetic thin-slice CT, with exact geometry.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Method(str, Enum):
+    nearest = "nearest"
+    linear = "linear"
+    bspline = "bspline"
+    lanczos = "lanczos"
+
+
+class Align(str, Enum):
+    edges = "edges"
+    centers = "centers"
+
+
+class Profile(str, Enum):
+    boxcar = "boxcar"
+    gaussian = "gaussian"
+
+
+class OutputType(str, Enum):
+    int16 = "int16"
+    float32 = "float32"
+
+
+Inputs = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="IN... OUT",
+        help="Input scan(s): files, DICOM series folders, folders of scans or quoted glob "
+        "patterns; the last argument is the output file, or the output folder for several inputs.",
+        show_default=False,
+    ),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
+Series = Annotated[
+    Optional[str],
+    typer.Option("--series", metavar="UID", help="Series Instance UID in a multi-series DICOM folder."),
+]
+Dtype = Annotated[
+    OutputType, typer.Option("--dtype", help="Output voxel type (DICOM output is always int16).")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"thinct {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """Turn thick-slice CT into synthetic thin-slice CT, with exact geometry."""
+
+
+def _split_output(arguments: list[str]) -> tuple[list[str], Path]:
+    if len(arguments) < 2:
+        raise UsageError("give an input and an output (IN... OUT)")
+    return arguments[:-1], Path(arguments[-1])
+
+
+def _run_command(
+    arguments: list[str],
+    overwrite: bool,
+    quiet: bool,
+    verb: str,
+    work: Callable[[Job, Callable[[float], None]], None],
+) -> None:
+    """Plan and run jobs with progress and one-line reporting; exit with the right code."""
+    with Reporter(quiet=quiet) as reporter:
+        try:
+            inputs, output = _split_output(arguments)
+            plan = plan_jobs(inputs, output)
+        except ThinctError as error:
+            reporter.error(str(error))
+            raise typer.Exit(error.exit_code) from None
+
+        def process(job: Job) -> None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ThinctWarning)
+                with reporter.task(f"{verb} {job.source.name}") as advance:
+                    work(job, advance)
+            for warning in caught:
+                if issubclass(warning.category, ThinctWarning):
+                    reporter.warning(str(warning.message))
+
+        if not plan.batch:
+            try:
+                process(plan.jobs[0])
+            except ThinctError as error:
+                reporter.error(str(error))
+                raise typer.Exit(error.exit_code) from None
+            reporter.info(f"wrote {plan.jobs[0].target}")
+            return
+
+        with reporter.task("files", total=len(plan.jobs)) as advance_files:
+            done = 0
+
+            def report(outcome: Outcome) -> None:
+                nonlocal done
+                done += 1
+                advance_files(done)
+                if outcome.status == "failed":
+                    reporter.error(f"{outcome.job.source}: {outcome.message}")
+                elif outcome.status == "skipped":
+                    reporter.info(f"skipped {outcome.job.source}: {outcome.job.target} exists")
+
+            outcomes = run_jobs(plan.jobs, process, overwrite, report)
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
+    reporter.info(
+        f"{counts['done']} written, {counts['skipped']} skipped, {counts['failed']} failed "
+        f"(outputs in {output})"
+    )
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def upsample(
+    arguments: Inputs,
+    method: Annotated[
+        Method, typer.Option("--method", "-m", help="Interpolation method (bspline is the paper's BIS baseline).")
+    ] = Method.bspline,
+    spacing: Annotated[
+        Optional[float],
+        typer.Option("--spacing", metavar="MM", help="Target slice spacing in mm (default 1.0)."),
+    ] = None,
+    factor: Annotated[
+        Optional[int],
+        typer.Option("--factor", metavar="R", help="Make R thin slices per thick slice (instead of --spacing)."),
+    ] = None,
+    align: Annotated[
+        Align,
+        typer.Option(
+            "--align",
+            help="edges: cover the whole extent of the thick slabs (n*r slices); "
+            "centers: first to last thick-slice centre ((n-1)*r+1 slices).",
+        ),
+    ] = Align.edges,
+    series: Series = None,
+    dtype: Dtype = OutputType.int16,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Make synthetic thin slices from thick-slice CT (IN... OUT).
+
+    Example: thinct upsample thick.nii.gz thin.nii.gz --spacing 1.0
+    """
+
+    def work(job: Job, advance: Callable[[float], None]) -> None:
+        upsample_file(
+            job.source,
+            job.target,
+            method=method.value,
+            spacing=spacing,
+            factor=factor,
+            align=align.value,
+            overwrite=overwrite,
+            dtype=dtype.value,
+            series_uid=series,
+            progress=advance,
+        )
+
+    _run_command(arguments, overwrite, quiet, "upsampling", work)
+
+
+@app.command()
+def simulate(
+    arguments: Inputs,
+    thickness: Annotated[
+        float, typer.Option("--thickness", "-t", metavar="MM", help="Thick slice thickness in mm.")
+    ] = 5.0,
+    increment: Annotated[
+        Optional[float],
+        typer.Option(
+            "--increment",
+            metavar="MM",
+            help="Distance between thick slice centres (smaller than the thickness for "
+            "overlapping reconstructions) (default: the thickness).",
+        ),
+    ] = None,
+    profile: Annotated[
+        Profile, typer.Option("--profile", help="Slice sensitivity profile.")
+    ] = Profile.boxcar,
+    fwhm: Annotated[
+        Optional[float],
+        typer.Option("--fwhm", metavar="MM", help="FWHM of the gaussian profile (default: the thickness)."),
+    ] = None,
+    series: Series = None,
+    dtype: Dtype = OutputType.int16,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Simulate the thick-slice scan a scanner would reconstruct from thin CT (IN... OUT).
+
+    Example: thinct simulate thin.nii.gz thick5mm.nii.gz --thickness 5
+    """
+
+    def work(job: Job, advance: Callable[[float], None]) -> None:
+        simulate_file(
+            job.source,
+            job.target,
+            thickness=thickness,
+            increment=increment,
+            profile=profile.value,
+            fwhm=fwhm,
+            overwrite=overwrite,
+            dtype=dtype.value,
+            series_uid=series,
+        )
+        advance(1.0)
+
+    _run_command(arguments, overwrite, quiet, "simulating", work)
+
+
+def _format_summary(summary: dict) -> str:
+    hu = summary["hu"]
+    size = " x ".join(str(v) for v in summary["size"])
+    spacing = " x ".join(f"{v:g}" for v in summary["spacing_mm"])
+    direction = summary["direction"]
+    rows = [direction[0:3], direction[3:6], direction[6:9]]
+    thickness = summary["slice_thickness_mm"]
+    look = summary["slices_look"]
+    lines = [
+        f"file:         {summary['path']}",
+        f"size:         {size} voxels ({summary['pixel_type']})",
+        f"spacing:      {spacing} mm",
+        f"origin:       {', '.join(f'{v:g}' for v in summary['origin_mm'])} mm (LPS)",
+        "direction:    " + " | ".join(" ".join(f"{v:g}" for v in row) for row in rows),
+        f"slices:       {summary['slices']} {summary['slice_plane']} slices along {summary['slice_axis']}, "
+        f"{summary['slice_spacing_mm']:g} mm apart"
+        + (f", {thickness:g} mm thick" if thickness else "")
+        + f", covering {summary['extent_mm']:g} mm",
+        f"intensities:  min {hu['min']:g}, 1% {hu['p1']:g}, median {hu['median']:g}, "
+        f"99% {hu['p99']:g}, max {hu['max']:g}, mean {hu['mean']:.1f}",
+    ]
+    if look == "thick":
+        lines.append("looks thick:  yes, `thinct upsample` will make 1 mm slices from it")
+    elif look == "thin":
+        lines.append("looks thick:  no, the slices are already thin")
+    else:
+        lines.append("looks thick:  borderline (between 1.5 and 2.5 mm)")
+    if summary["intensity_warning"]:
+        lines.append(f"warning:      {summary['intensity_warning']}")
+    return "\n".join(lines)
+
+
+@app.command()
+def info(
+    path: Annotated[str, typer.Argument(metavar="FILE", help="A scan file or DICOM series folder.")],
+    series: Series = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Show a scan's geometry, HU statistics and whether it looks thick."""
+    reporter = Reporter(quiet=True)
+    try:
+        if not Path(path).exists():
+            raise UsageError(f"{path}: no such file or folder")
+        summary = scan_summary(read_volume(path, series_uid=series))
+    except ThinctError as error:
+        reporter.error(str(error))
+        raise typer.Exit(error.exit_code) from None
+    typer.echo(json.dumps(summary, indent=2) if as_json else _format_summary(summary))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)

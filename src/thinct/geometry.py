@@ -1,0 +1,214 @@
+"""Where the slices are: the slice axis, the thin grid a thick scan is upsampled onto, and
+checks that a stack of slices really is a regular grid.
+
+All geometry is in world (LPS, mm) coordinates through the image's spacing, origin and
+direction, so flipped and oblique scans need no special cases: the slice axis is an index
+axis, and moving along it moves along the matching column of the direction matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import SimpleITK as sitk
+
+from thinct.errors import GeometryError, UsageError
+
+Alignment = Literal["edges", "centers"]
+ALIGNMENTS: tuple[str, ...] = ("edges", "centers")
+
+# Slice counts are floor(length / spacing); this absorbs float noise such as 3 * 10 / 1.25.
+_COUNT_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular 3D sampling grid in world space (the geometry of a SimpleITK image)."""
+
+    size: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> Grid:
+        return cls(
+            size=tuple(int(v) for v in image.GetSize()),
+            spacing=tuple(float(v) for v in image.GetSpacing()),
+            origin=tuple(float(v) for v in image.GetOrigin()),
+            direction=tuple(float(v) for v in image.GetDirection()),
+        )
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """Direction matrix: column i is the world direction of index axis i."""
+        return np.asarray(self.direction, dtype=float).reshape(3, 3)
+
+    def index_to_world(self, index: np.ndarray) -> np.ndarray:
+        """World coordinates of (continuous) indices given as (..., 3) in (i, j, k) order."""
+        index = np.asarray(index, dtype=float)
+        return np.asarray(self.origin) + (index * np.asarray(self.spacing)) @ self.matrix.T
+
+    def apply_to(self, resampler: sitk.ResampleImageFilter) -> None:
+        """Make a resampler produce exactly this grid."""
+        resampler.SetSize([int(v) for v in self.size])
+        resampler.SetOutputSpacing(self.spacing)
+        resampler.SetOutputOrigin(self.origin)
+        resampler.SetOutputDirection(self.direction)
+
+
+@dataclass(frozen=True)
+class ThinGrid:
+    """The thin grid of a thick scan, and where each thin slice sits in the thick scan.
+
+    ``source_index[j]`` is the position of thin slice ``j`` as a continuous slice index of the
+    thick scan (0 is the centre of the first thick slice), which is what any method needs to
+    know to predict it.
+    """
+
+    grid: Grid
+    axis: int
+    align: str
+    source_index: tuple[float, ...]
+
+    @property
+    def spacing(self) -> float:
+        return self.grid.spacing[self.axis]
+
+
+def slice_axis(spacing: tuple[float, ...] | list[float]) -> int:
+    """The index axis with the largest spacing; ties go to the last axis (z of axial scans)."""
+    axis = len(spacing) - 1
+    for i in range(len(spacing) - 2, -1, -1):
+        if spacing[i] > spacing[axis] * (1 + 1e-6):
+            axis = i
+    return axis
+
+
+def target_spacing(thick_spacing: float, spacing: float | None, factor: int | None) -> float:
+    """Resolve ``--spacing`` / ``--factor`` into a slice spacing in mm (default 1.0 mm)."""
+    if spacing is not None and factor is not None:
+        raise UsageError("give either a target spacing or a factor, not both")
+    if factor is not None:
+        if int(factor) != factor or factor < 2:
+            raise UsageError(f"the factor must be a whole number of at least 2, got {factor}")
+        return thick_spacing / factor
+    spacing = 1.0 if spacing is None else float(spacing)
+    if not math.isfinite(spacing) or spacing <= 0:
+        raise UsageError(f"the target spacing must be a positive number of mm, got {spacing}")
+    return spacing
+
+
+def thin_grid(
+    grid: Grid,
+    spacing: float | None = None,
+    factor: int | None = None,
+    align: str = "edges",
+) -> ThinGrid:
+    """The grid of thin slices for a thick scan.
+
+    ``edges`` covers the whole extent of the thick slabs (first slab's outer edge to the last
+    slab's outer edge), as a real thin reconstruction of the same range would: n * r slices
+    for an integer ratio r. ``centers`` runs from the first thick slice centre to the last
+    ((n - 1) * r + 1 slices). For non-integer ratios, ``edges`` keeps the largest whole number
+    of thin slices and centres them in the extent; ``centers`` starts at the first thick centre.
+    In-plane sampling is left untouched.
+    """
+    if align not in ALIGNMENTS:
+        raise UsageError(f"alignment must be one of {', '.join(ALIGNMENTS)}, got {align!r}")
+    axis = slice_axis(grid.spacing)
+    thick = grid.spacing[axis]
+    n = grid.size[axis]
+    if n < 2:
+        raise GeometryError("the volume has a single slice; there is nothing to interpolate")
+    thin = target_spacing(thick, spacing, factor)
+    if thin >= thick * (1 - 1e-6):
+        raise GeometryError(
+            f"slices are already {thick:g} mm apart; a target of {thin:g} mm is not thinner"
+        )
+    if align == "edges":
+        extent = n * thick
+        count = math.floor(extent / thin + _COUNT_EPS)
+        first = -thick / 2 + (extent - count * thin) / 2 + thin / 2
+    else:
+        count = math.floor((n - 1) * thick / thin + _COUNT_EPS) + 1
+        first = 0.0
+    offsets = first + thin * np.arange(count)
+    size = list(grid.size)
+    size[axis] = count
+    new_spacing = list(grid.spacing)
+    new_spacing[axis] = thin
+    origin = np.asarray(grid.origin) + grid.matrix[:, axis] * first
+    thin_geometry = Grid(
+        size=tuple(size),
+        spacing=tuple(new_spacing),
+        origin=tuple(float(v) for v in origin),
+        direction=grid.direction,
+    )
+    return ThinGrid(
+        grid=thin_geometry,
+        axis=axis,
+        align=align,
+        source_index=tuple(float(v) for v in offsets / thick),
+    )
+
+
+def slice_centres(grid: Grid, axis: int) -> np.ndarray:
+    """World coordinates (n, 3) of the centre of the in-plane origin voxel of every slice."""
+    index = np.zeros((grid.size[axis], 3))
+    index[:, axis] = np.arange(grid.size[axis])
+    return grid.index_to_world(index)
+
+
+def slab_extent(grid: Grid, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """World coordinates of the outer edges of the first and last slice along ``axis``."""
+    start = np.zeros(3)
+    end = np.zeros(3)
+    start[axis] = -0.5
+    end[axis] = grid.size[axis] - 0.5
+    return grid.index_to_world(start), grid.index_to_world(end)
+
+
+def check_slice_positions(
+    positions: np.ndarray, row: np.ndarray, column: np.ndarray, pixel_spacing: float
+) -> float:
+    """Check that slice positions (n, 3), sorted along the slice normal, form a regular stack.
+
+    Returns the slice spacing in mm. Raises `GeometryError` for duplicated or overlapping
+    positions, gaps or uneven spacing, and gantry tilt (slice origins drifting in-plane by
+    more than half a pixel over the stack), none of which a regular 3D grid can represent.
+    """
+    positions = np.asarray(positions, dtype=float)
+    if len(positions) < 2:
+        raise GeometryError("the series has a single slice; there is nothing to interpolate")
+    normal = np.cross(row, column)
+    along = positions @ normal
+    steps = np.diff(along)
+    if np.any(np.abs(steps) < 1e-3):
+        duplicate = int(np.argmin(np.abs(steps)))
+        raise GeometryError(
+            f"slices {duplicate} and {duplicate + 1} sit at the same position "
+            "(duplicated or overlapping slices); select a single reconstruction"
+        )
+    step = float(np.median(steps))
+    deviation = np.abs(steps - step)
+    tolerance = max(0.01, 0.01 * abs(step))
+    if np.any(deviation > tolerance):
+        worst = int(np.argmax(deviation))
+        raise GeometryError(
+            f"non-uniform slice spacing: steps range from {np.abs(steps).min():.3g} to "
+            f"{np.abs(steps).max():.3g} mm (first irregular step after slice {worst}); "
+            "missing slices or a mixed series cannot be resampled as one volume"
+        )
+    drift = positions[-1] - positions[0]
+    in_plane = drift - (drift @ normal) * normal
+    if np.linalg.norm(in_plane) > 0.5 * pixel_spacing:
+        tilt = math.degrees(math.atan2(np.linalg.norm(in_plane), abs(drift @ normal)))
+        raise GeometryError(
+            f"gantry tilt of {tilt:.1f} degrees: slices are sheared, which thinct does not "
+            "correct; reformat the series to an untilted grid first"
+        )
+    return abs(step)

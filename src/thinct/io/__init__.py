@@ -1,0 +1,17 @@
+"""Geometry-exact CT input and output (NIfTI, NRRD, MetaImage, DICOM series) via SimpleITK."""
+
+from thinct.io.formats import Format, input_format, output_format, volume_suffix
+from thinct.io.reading import check_volume, hounsfield_warning, read_volume
+from thinct.io.writing import OUTPUT_TYPES, write_volume
+
+__all__ = [
+    "OUTPUT_TYPES",
+    "Format",
+    "check_volume",
+    "hounsfield_warning",
+    "input_format",
+    "output_format",
+    "read_volume",
+    "volume_suffix",
+    "write_volume",
+]

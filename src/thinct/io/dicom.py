@@ -1,0 +1,189 @@
+"""DICOM series in and out.
+
+Reading goes through GDCM (SimpleITK), which applies each slice's rescale slope and intercept
+so voxels come out in HU. Before the voxels are read, every slice's position is checked: a
+series with gaps, duplicates or gantry tilt is not a regular grid and is refused rather than
+silently resampled wrong.
+
+Writing makes a new series in the same study and frame of reference as the source (so PACS and
+viewers file it next to the original and can link the two), with fresh Series and SOP Instance
+UIDs, per-slice ImagePositionPatient, slice thickness and spacing, and a derivation description
+that says the images are synthetic.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from thinct.errors import InputError, UsageError
+from thinct.geometry import Grid, check_slice_positions
+from thinct.io.native import first_reason, native_stderr_captured
+from thinct.volume import Volume
+
+# Patient, study and frame-of-reference attributes carried from a DICOM source to its output.
+COPIED_TAGS = {
+    "0010|0010": "PatientName",
+    "0010|0020": "PatientID",
+    "0010|0030": "PatientBirthDate",
+    "0010|0040": "PatientSex",
+    "0010|1010": "PatientAge",
+    "0020|000d": "StudyInstanceUID",
+    "0020|0010": "StudyID",
+    "0008|0020": "StudyDate",
+    "0008|0030": "StudyTime",
+    "0008|0050": "AccessionNumber",
+    "0008|0090": "ReferringPhysicianName",
+    "0008|1030": "StudyDescription",
+    "0020|0052": "FrameOfReferenceUID",
+    "0018|0015": "BodyPartExamined",
+    "0018|5100": "PatientPosition",
+}
+SLICE_THICKNESS = "0018|0050"
+SERIES_DESCRIPTION = "0008|103e"
+
+
+def new_uid() -> str:
+    """A globally unique DICOM UID derived from a random UUID (the ISO '2.25' root)."""
+    return f"2.25.{uuid.uuid4().int}"
+
+
+def list_series(folder: Path) -> list[str]:
+    """Series Instance UIDs of the DICOM series directly inside ``folder``."""
+    with native_stderr_captured():
+        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+
+
+def _slice_header(path: str) -> sitk.ImageFileReader:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    reader.LoadPrivateTagsOff()
+    reader.ReadImageInformation()
+    return reader
+
+
+def _describe_series(folder: Path, uid: str) -> str:
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+    header = _slice_header(files[0])
+    description = header.GetMetaData(SERIES_DESCRIPTION).strip() if header.HasMetaDataKey(
+        SERIES_DESCRIPTION
+    ) else ""
+    return f"{uid} ({len(files)} slices{', ' + description if description else ''})"
+
+
+def read_series(folder: Path, series_uid: str | None = None) -> Volume:
+    """Read one DICOM series from a folder as a HU volume, refusing irregular stacks."""
+    series = list_series(folder)
+    if not series:
+        raise InputError(f"{folder}: no DICOM series in this folder")
+    if series_uid is None:
+        if len(series) > 1:
+            with native_stderr_captured():
+                listing = "; ".join(_describe_series(folder, uid) for uid in series)
+            raise UsageError(
+                f"{folder} holds {len(series)} DICOM series, choose one with --series UID: {listing}"
+            )
+        series_uid = series[0]
+    elif series_uid not in series:
+        raise UsageError(f"{folder}: no series {series_uid}; it holds {', '.join(series)}")
+
+    with native_stderr_captured():
+        try:
+            files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid))
+            headers = [_slice_header(name) for name in files]
+        except RuntimeError as error:
+            raise InputError(f"{folder}: unreadable DICOM slice ({first_reason(str(error))})") from None
+    positions = np.array([h.GetOrigin() for h in headers])
+    direction = np.asarray(headers[0].GetDirection()).reshape(3, 3)
+    row, column = direction[:, 0], direction[:, 1]
+    for name, header in zip(files, headers):
+        other = np.asarray(header.GetDirection()).reshape(3, 3)
+        if not np.allclose(other[:, :2], direction[:, :2], atol=1e-4):
+            raise InputError(f"{folder}: slice {Path(name).name} has a different orientation")
+        if header.GetSize()[:2] != headers[0].GetSize()[:2]:
+            raise InputError(f"{folder}: slice {Path(name).name} has a different image size")
+    order = np.argsort(positions @ np.cross(row, column), kind="stable")
+    files = [files[i] for i in order]
+    headers = [headers[i] for i in order]
+    check_slice_positions(
+        positions[order], row, column, pixel_spacing=min(headers[0].GetSpacing()[:2])
+    )
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    with native_stderr_captured():
+        try:
+            image = reader.Execute()
+        except RuntimeError as error:
+            raise InputError(f"{folder}: cannot read the series ({first_reason(str(error))})") from None
+    tags = {
+        key: headers[0].GetMetaData(key).strip()
+        for key in COPIED_TAGS
+        if headers[0].HasMetaDataKey(key)
+    }
+    thickness = None
+    if headers[0].HasMetaDataKey(SLICE_THICKNESS):
+        try:
+            thickness = float(headers[0].GetMetaData(SLICE_THICKNESS))
+        except ValueError:
+            thickness = None
+    return Volume(image=image, dicom_tags=tags, slice_thickness=thickness, source=folder)
+
+
+def _decimal_string(value: float) -> str:
+    """Format a number as a DICOM decimal string (at most 16 characters)."""
+    for digits in range(12, 2, -1):
+        text = f"{value:.{digits}g}"
+        if len(text) <= 16:
+            return text
+    return f"{value:.2e}"
+
+
+def write_series(volume: Volume, folder: Path, description: str) -> None:
+    """Write an int16 volume as a CT DICOM series into a new folder (slices along index z)."""
+    image = volume.image
+    if image.GetPixelID() != sitk.sitkInt16:
+        raise UsageError("DICOM output is written as int16 HU")
+    grid = Grid.of(image)
+    now = datetime.datetime.now()
+    direction = grid.matrix
+    normal = np.cross(direction[:, 0], direction[:, 1])
+    orientation = "\\".join(_decimal_string(v) for v in (*direction[:, 0], *direction[:, 1]))
+    thickness = volume.slice_thickness or grid.spacing[2]
+    common = {
+        "0008|0060": "CT",
+        "0020|000d": new_uid(),
+        "0020|0052": new_uid(),
+        **volume.dicom_tags,
+        "0020|000e": new_uid(),
+        "0020|0011": "9001",
+        "0008|0021": now.strftime("%Y%m%d"),
+        "0008|0031": now.strftime("%H%M%S"),
+        "0008|0008": "DERIVED\\SECONDARY\\AXIAL",
+        "0008|103e": description[:64],
+        "0008|2111": description[:1024],
+        "0018|0050": _decimal_string(thickness),
+        "0018|0088": _decimal_string(grid.spacing[2]),
+        "0020|0037": orientation,
+        "0028|1052": "0",
+        "0028|1053": "1",
+    }
+    folder.mkdir(parents=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    with native_stderr_captured():
+        for k in range(grid.size[2]):
+            plane = image[:, :, k]
+            position = grid.index_to_world([0, 0, k])
+            for key, value in common.items():
+                plane.SetMetaData(key, value)
+            plane.SetMetaData("0008|0018", new_uid())
+            plane.SetMetaData("0020|0013", str(k + 1))
+            plane.SetMetaData("0020|0032", "\\".join(_decimal_string(v) for v in position))
+            plane.SetMetaData("0020|1041", _decimal_string(float(position @ normal)))
+            writer.SetFileName(str(folder / f"IM{k + 1:05d}.dcm"))
+            writer.Execute(plane)

@@ -1,0 +1,115 @@
+"""The jobs behind the CLI commands, file in and file out: read, process, write atomically.
+
+Shared by `thinct upsample`, `thinct simulate` and (later) the napari batch panel, so every
+front end gets the same checks: the output never replaces the input, intensities that are not
+HU raise a `ThinctWarning`, and nothing is written unless processing succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from thinct import __version__
+from thinct.errors import ThinctWarning, UsageError
+from thinct.geometry import Grid, thin_grid
+from thinct.interpolate import ProgressCallback, interpolate
+from thinct.io import hounsfield_warning, read_volume, write_volume
+from thinct.simulate import simulate_thick
+from thinct.volume import Volume
+
+
+def same_path(first: Path, second: Path) -> bool:
+    """True when two paths name the same file or folder (links and relative paths resolved)."""
+    if first.exists() and second.exists():
+        return os.path.samefile(first, second)
+    return first.resolve() == second.resolve()
+
+
+def check_output_path(source: Path, target: Path) -> None:
+    """Refuse an output that would replace the input, whatever --overwrite says."""
+    if same_path(source, target):
+        raise UsageError(f"{target} is the input; thinct never overwrites its input")
+
+
+def upsample_volume(
+    volume: Volume,
+    method: str = "bspline",
+    spacing: float | None = None,
+    factor: int | None = None,
+    align: str = "edges",
+    progress: ProgressCallback | None = None,
+) -> Volume:
+    """Thin-slice version of a thick volume on the grid given by spacing/factor and alignment."""
+    thin = thin_grid(Grid.of(volume.image), spacing=spacing, factor=factor, align=align)
+    return interpolate(volume, thin, method=method, progress=progress)
+
+
+def _read_checked(source: Path, series_uid: str | None) -> Volume:
+    volume = read_volume(source, series_uid=series_uid)
+    message = hounsfield_warning(volume.image)
+    if message:
+        warnings.warn(f"{source}: {message}", ThinctWarning, stacklevel=3)
+    return volume
+
+
+def _run(
+    source: Path,
+    target: Path,
+    process: Callable[[Volume], Volume],
+    description: str,
+    overwrite: bool,
+    dtype: str,
+    series_uid: str | None,
+) -> None:
+    check_output_path(source, target)
+    if target.exists() and not overwrite:
+        raise UsageError(f"{target} exists; use --overwrite to replace it")
+    volume = _read_checked(source, series_uid)
+    result = process(volume)
+    write_volume(result, target, overwrite=overwrite, dtype=dtype, description=description)
+
+
+def upsample_file(
+    source: Path,
+    target: Path,
+    *,
+    method: str = "bspline",
+    spacing: float | None = None,
+    factor: int | None = None,
+    align: str = "edges",
+    overwrite: bool = False,
+    dtype: str = "int16",
+    series_uid: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> None:
+    """Read a thick scan, make its thin-slice version and write it."""
+
+    def process(volume: Volume) -> Volume:
+        return upsample_volume(volume, method, spacing, factor, align, progress)
+
+    description = f"SYNTHETIC thin slices, thinct {__version__} {method} ({align})"
+    _run(source, target, process, description, overwrite, dtype, series_uid)
+
+
+def simulate_file(
+    source: Path,
+    target: Path,
+    *,
+    thickness: float = 5.0,
+    increment: float | None = None,
+    profile: str = "boxcar",
+    fwhm: float | None = None,
+    overwrite: bool = False,
+    dtype: str = "int16",
+    series_uid: str | None = None,
+) -> None:
+    """Read a thin scan, simulate its thick-slice reconstruction and write it."""
+
+    def process(volume: Volume) -> Volume:
+        return simulate_thick(volume, thickness, increment, profile, fwhm)
+
+    description = f"SIMULATED {thickness:g} mm {profile} slices, thinct {__version__}"
+    _run(source, target, process, description, overwrite, dtype, series_uid)

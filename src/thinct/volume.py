@@ -1,0 +1,35 @@
+"""The in-memory volume that flows through thinct: a 3D SimpleITK image plus what a file
+format cannot keep inside the image itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+
+@dataclass
+class Volume:
+    """A 3D scalar CT volume with its geometry.
+
+    The image carries spacing, origin and direction. ``dicom_tags`` keeps the patient and
+    study attributes of a DICOM source so a DICOM output stays in the same study;
+    ``slice_thickness`` is the nominal reconstruction thickness in mm when it is known
+    (DICOM input, or a simulated thick scan), which can differ from the slice spacing.
+    """
+
+    image: sitk.Image
+    dicom_tags: dict[str, str] = field(default_factory=dict)
+    slice_thickness: float | None = None
+    source: Path | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        """A read-only (z, y, x) view of the voxels, without copying."""
+        return sitk.GetArrayViewFromImage(self.image)
+
+    def with_image(self, image: sitk.Image, slice_thickness: float | None = None) -> Volume:
+        """A derived volume: same provenance and DICOM tags, new voxels and geometry."""
+        return replace(self, image=image, slice_thickness=slice_thickness)

@@ -1,0 +1,1 @@
+"""napari plugin for thinct (widget, reader, writer and sample data arrive with the napari issue)."""
