@@ -83,12 +83,13 @@ def plan_jobs(inputs: Sequence[str], output: Path) -> Plan:
             if output.is_dir() and not is_dicom_folder(output):
                 output = output / source.name  # an existing plain folder: write into it
             return Plan(jobs=[Job(source, output)], batch=False)
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"{output} is a file; with several inputs the output must be a folder")
     pairs: list[tuple[Path, Path]] = []
     for pattern in inputs:
         path = Path(pattern)
         if path.is_dir() and not is_dicom_folder(path):
+            if path.resolve() == output.resolve():
+                # Every output would be its own input: all "skipped", or all refused.
+                raise UsageError(f"{output} is the input folder; give another output folder")
             found = list(_scans_in_folder(path, output))
             if not found:
                 raise UsageError(f"{path}: no scans in this folder")
@@ -96,12 +97,23 @@ def plan_jobs(inputs: Sequence[str], output: Path) -> Plan:
         elif path.exists():
             pairs.append((path, Path(path.name)))
         elif _GLOB_CHARACTERS & set(pattern):
-            matches = sorted(glob.glob(pattern))
+            # A pattern like 'scans/*' also matches an output folder inside scans/.
+            matches = [Path(m) for m in sorted(glob.glob(pattern)) if not _inside(Path(m), output)]
             if not matches:
                 raise UsageError(f"no files match {pattern}")
-            pairs.extend((Path(match), Path(Path(match).name)) for match in matches)
+            pairs.extend((match, Path(match.name)) for match in matches)
         else:
             raise UsageError(f"{path}: no such file or folder")
+    # Checked after the inputs, so a mistyped single input is reported as missing rather
+    # than as a batch with a bad output.
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"{output} is a file; with several inputs the output must be a folder")
+    if volume_suffix(output) is not None and not output.is_dir():
+        # A batch writes a folder; `thinct upsample scans/ thin.nii.gz` is a mistake, not a
+        # request for a folder named thin.nii.gz.
+        raise UsageError(
+            f"{output} is a file name; with several inputs or a folder the output must be a folder"
+        )
     jobs = [Job(source, output / relative) for source, relative in pairs]
     targets = [job.target for job in jobs]
     clashes = sorted({str(t) for t in targets if targets.count(t) > 1})

@@ -7,12 +7,13 @@ Exit codes: 0 success, 1 a failure while processing (in a batch: at least one fi
 from __future__ import annotations
 
 import json
+import math
 import sys
 import warnings
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -68,8 +69,10 @@ Inputs = Annotated[
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
 Series = Annotated[
-    Optional[str],
-    typer.Option("--series", metavar="UID", help="Series Instance UID in a multi-series DICOM folder."),
+    str | None,
+    typer.Option(
+        "--series", metavar="UID", help="Series Instance UID in a multi-series DICOM folder."
+    ),
 ]
 Dtype = Annotated[
     OutputType, typer.Option("--dtype", help="Output voxel type (DICOM output is always int16).")
@@ -86,7 +89,9 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Turn thick-slice CT into synthetic thin-slice CT, with exact geometry."""
@@ -98,16 +103,37 @@ def _split_output(arguments: list[str]) -> tuple[list[str], Path]:
     return arguments[:-1], Path(arguments[-1])
 
 
+def _check_length(option: str, value: float | None) -> None:
+    """Refuse a length that is not a positive number of mm (a usage error, exit 2)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{option} must be a positive number of mm, got {value:g}")
+
+
+def _naming_input(job: Job, message: str) -> str:
+    """A batch error line must say which input failed. Most messages already name the input
+    or the output; the few that do not (a DICOM output asked for as float32) get the input."""
+    if str(job.source) in message or str(job.target) in message:
+        return message
+    return f"{job.source}: {message}"
+
+
 def _run_command(
     arguments: list[str],
     overwrite: bool,
     quiet: bool,
     verb: str,
     work: Callable[[Job, Callable[[float], None]], None],
+    check_options: Callable[[], None],
 ) -> None:
-    """Plan and run jobs with progress and one-line reporting; exit with the right code."""
+    """Plan and run jobs with progress and one-line reporting; exit with the right code.
+
+    ``check_options`` raises `UsageError` for option values that can never work. It runs
+    before any file is read, so a bad option is one usage error (exit 2), not the same
+    failure repeated for every file of a batch (exit 1) after reading each one.
+    """
     with Reporter(quiet=quiet) as reporter:
         try:
+            check_options()
             inputs, output = _split_output(arguments)
             plan = plan_jobs(inputs, output)
         except ThinctError as error:
@@ -140,12 +166,15 @@ def _run_command(
                 done += 1
                 advance_files(done)
                 if outcome.status == "failed":
-                    reporter.error(f"{outcome.job.source}: {outcome.message}")
+                    reporter.error(_naming_input(outcome.job, outcome.message))
                 elif outcome.status == "skipped":
                     reporter.info(f"skipped {outcome.job.source}: {outcome.job.target} exists")
 
             outcomes = run_jobs(plan.jobs, process, overwrite, report)
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
+    counts = {
+        status: sum(o.status == status for o in outcomes)
+        for status in ("done", "skipped", "failed")
+    }
     reporter.info(
         f"{counts['done']} written, {counts['skipped']} skipped, {counts['failed']} failed "
         f"(outputs in {output})"
@@ -158,15 +187,22 @@ def _run_command(
 def upsample(
     arguments: Inputs,
     method: Annotated[
-        Method, typer.Option("--method", "-m", help="Interpolation method (bspline is the paper's BIS baseline).")
+        Method,
+        typer.Option(
+            "--method", "-m", help="Interpolation method (bspline is the paper's BIS baseline)."
+        ),
     ] = Method.bspline,
     spacing: Annotated[
-        Optional[float],
+        float | None,
         typer.Option("--spacing", metavar="MM", help="Target slice spacing in mm (default 1.0)."),
     ] = None,
     factor: Annotated[
-        Optional[int],
-        typer.Option("--factor", metavar="R", help="Make R thin slices per thick slice (instead of --spacing)."),
+        int | None,
+        typer.Option(
+            "--factor",
+            metavar="R",
+            help="Make R thin slices per thick slice (instead of --spacing).",
+        ),
     ] = None,
     align: Annotated[
         Align,
@@ -200,7 +236,14 @@ def upsample(
             progress=advance,
         )
 
-    _run_command(arguments, overwrite, quiet, "upsampling", work)
+    def check_options() -> None:
+        if spacing is not None and factor is not None:
+            raise UsageError("give either --spacing or --factor, not both")
+        if factor is not None and factor < 2:
+            raise UsageError(f"--factor must be a whole number of at least 2, got {factor}")
+        _check_length("--spacing", spacing)
+
+    _run_command(arguments, overwrite, quiet, "upsampling", work, check_options)
 
 
 @app.command()
@@ -210,7 +253,7 @@ def simulate(
         float, typer.Option("--thickness", "-t", metavar="MM", help="Thick slice thickness in mm.")
     ] = 5.0,
     increment: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--increment",
             metavar="MM",
@@ -222,8 +265,10 @@ def simulate(
         Profile, typer.Option("--profile", help="Slice sensitivity profile.")
     ] = Profile.boxcar,
     fwhm: Annotated[
-        Optional[float],
-        typer.Option("--fwhm", metavar="MM", help="FWHM of the gaussian profile (default: the thickness)."),
+        float | None,
+        typer.Option(
+            "--fwhm", metavar="MM", help="FWHM of the gaussian profile (default: the thickness)."
+        ),
     ] = None,
     series: Series = None,
     dtype: Dtype = OutputType.int16,
@@ -249,7 +294,15 @@ def simulate(
         )
         advance(1.0)
 
-    _run_command(arguments, overwrite, quiet, "simulating", work)
+    def check_options() -> None:
+        _check_length("--thickness", thickness)
+        _check_length("--increment", increment)
+        _check_length("--fwhm", fwhm)
+        if fwhm is not None and profile is not Profile.gaussian:
+            # It would be ignored: the boxcar profile has no width but the thickness.
+            raise UsageError("--fwhm only applies to --profile gaussian")
+
+    _run_command(arguments, overwrite, quiet, "simulating", work, check_options)
 
 
 def _format_summary(summary: dict) -> str:
@@ -266,8 +319,8 @@ def _format_summary(summary: dict) -> str:
         f"spacing:      {spacing} mm",
         f"origin:       {', '.join(f'{v:g}' for v in summary['origin_mm'])} mm (LPS)",
         "direction:    " + " | ".join(" ".join(f"{v:g}" for v in row) for row in rows),
-        f"slices:       {summary['slices']} {summary['slice_plane']} slices along {summary['slice_axis']}, "
-        f"{summary['slice_spacing_mm']:g} mm apart"
+        f"slices:       {summary['slices']} {summary['slice_plane']} slices "
+        f"along {summary['slice_axis']}, {summary['slice_spacing_mm']:g} mm apart"
         + (f", {thickness:g} mm thick" if thickness else "")
         + f", covering {summary['extent_mm']:g} mm",
         f"intensities:  min {hu['min']:g}, 1% {hu['p1']:g}, median {hu['median']:g}, "
@@ -286,7 +339,9 @@ def _format_summary(summary: dict) -> str:
 
 @app.command()
 def info(
-    path: Annotated[str, typer.Argument(metavar="FILE", help="A scan file or DICOM series folder.")],
+    path: Annotated[
+        str, typer.Argument(metavar="FILE", help="A scan file or DICOM series folder.")
+    ],
     series: Series = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
@@ -302,10 +357,25 @@ def info(
     typer.echo(json.dumps(summary, indent=2) if as_json else _format_summary(summary))
 
 
-def main() -> None:
-    """Console-script entry point."""
+def main(args: list[str] | None = None) -> None:
+    """Console-script entry point.
+
+    Runs the app outside click's standalone mode so that command-line mistakes caught by the
+    parser (an unknown option, a bad choice, a missing argument) are reported like every other
+    usage error: one ``error:`` line naming the help command, and exit code 2.
+    """
     try:
-        app()
+        code = app(args=args, standalone_mode=False)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as error:
+        # typer vendors click, so its parser errors are recognised by their interface.
+        if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
+            raise
+        context = getattr(error, "ctx", None)
+        command = context.command_path if context is not None else "thinct"
+        if type(error).__name__ != "NoArgsIsHelpError":  # that one has shown the help already
+            print(f"error: {error.format_message()} (see '{command} --help')", file=sys.stderr)
+        sys.exit(error.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

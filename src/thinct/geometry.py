@@ -80,7 +80,21 @@ class ThinGrid:
 
 
 def slice_axis(spacing: tuple[float, ...] | list[float]) -> int:
-    """The index axis with the largest spacing; ties go to the last axis (z of axial scans)."""
+    """The index axis along which the slices are stacked.
+
+    Pixels are square, so when two spacings are equal and the third differs, the odd one out
+    is the slice axis: this also recognises thin reconstructions whose slices are closer
+    together than their pixels (0.625 mm slices of 0.7 mm pixels). Otherwise it is the axis
+    with the largest spacing, ties going to the last axis (z of an isotropic volume).
+    """
+
+    def same(a: float, b: float) -> bool:
+        return abs(a - b) <= 1e-6 * max(abs(a), abs(b))
+
+    for axis in (2, 0, 1):
+        first, second = (spacing[i] for i in range(3) if i != axis)
+        if same(first, second) and not same(spacing[axis], first):
+            return axis
     axis = len(spacing) - 1
     for i in range(len(spacing) - 2, -1, -1):
         if spacing[i] > spacing[axis] * (1 + 1e-6):
@@ -196,11 +210,14 @@ def check_slice_positions(
     step = float(np.median(steps))
     deviation = np.abs(steps - step)
     tolerance = max(0.01, 0.01 * abs(step))
-    if np.any(deviation > tolerance):
-        worst = int(np.argmax(deviation))
+    irregular = np.flatnonzero(deviation > tolerance)
+    if irregular.size:
+        # Name the first irregular step (not the worst), so the message points at where the
+        # stack stops being regular.
+        first = int(irregular[0])
         raise GeometryError(
             f"non-uniform slice spacing: steps range from {np.abs(steps).min():.3g} to "
-            f"{np.abs(steps).max():.3g} mm (first irregular step after slice {worst}); "
+            f"{np.abs(steps).max():.3g} mm (first irregular step after slice {first}); "
             "missing slices or a mixed series cannot be resampled as one volume"
         )
     drift = positions[-1] - positions[0]

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from thinct import __version__
-from thinct.errors import ThinctWarning, UsageError
+from thinct.errors import OutputError, ThinctError, ThinctWarning, UsageError
 from thinct.geometry import Grid, thin_grid
 from thinct.interpolate import ProgressCallback, interpolate
-from thinct.io import hounsfield_warning, read_volume, write_volume
+from thinct.io import hounsfield_warning, output_format, read_volume, write_volume
 from thinct.simulate import simulate_thick
 from thinct.volume import Volume
 
@@ -32,6 +32,21 @@ def check_output_path(source: Path, target: Path) -> None:
     """Refuse an output that would replace the input, whatever --overwrite says."""
     if same_path(source, target):
         raise UsageError(f"{target} is the input; thinct never overwrites its input")
+
+
+def check_target(target: Path) -> None:
+    """Refuse an output that could never be written before the input is read and processed.
+
+    Reading and interpolating a full scan takes a while; a typo in the output's extension or a
+    path through a regular file should fail at once, with a message that says what is wrong
+    (creating the folder would only report "File exists").
+    """
+    output_format(target)  # UsageError for an extension thinct cannot write
+    for folder in target.parents:  # nearest first; the first that exists decides
+        if folder.exists():
+            if not folder.is_dir():
+                raise OutputError(f"cannot write {target}: {folder} is a file, not a folder")
+            return
 
 
 def upsample_volume(
@@ -67,8 +82,12 @@ def _run(
     check_output_path(source, target)
     if target.exists() and not overwrite:
         raise UsageError(f"{target} exists; use --overwrite to replace it")
+    check_target(target)
     volume = _read_checked(source, series_uid)
-    result = process(volume)
+    try:
+        result = process(volume)
+    except ThinctError as error:
+        raise type(error)(f"{source}: {error}") from None
     write_volume(result, target, overwrite=overwrite, dtype=dtype, description=description)
 
 

@@ -30,7 +30,7 @@ class Reporter:
         self._progress: Progress | None = None
 
     def __enter__(self) -> Reporter:
-        if not self.quiet:
+        if not self.quiet and self.console.is_terminal:
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),

@@ -99,6 +99,8 @@ def simulate_thick(
     """
     grid = Grid.of(volume.image)
     axis = slice_axis(grid.spacing) if axis is None else axis
+    if axis not in (0, 1, 2):
+        raise UsageError(f"the axis must be 0 (x), 1 (y) or 2 (z), got {axis}")
     plan = slab_plan(grid.size[axis], grid.spacing[axis], thickness, increment, profile, fwhm)
     array_axis = 2 - axis  # numpy arrays from SimpleITK are (z, y, x)
     thin = np.moveaxis(sitk.GetArrayViewFromImage(volume.image), array_axis, 0)

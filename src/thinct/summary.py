@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
 
 from thinct.geometry import Grid, slab_extent, slice_axis
 from thinct.io import hounsfield_warning
@@ -28,7 +29,7 @@ def scan_summary(volume: Volume) -> dict[str, Any]:
     grid = Grid.of(volume.image)
     axis = slice_axis(grid.spacing)
     spacing = grid.spacing[axis]
-    values = volume.array
+    values = sitk.GetArrayViewFromImage(volume.image)  # volume outlives the view here
     percentiles = np.percentile(values[::2, ::2, ::2], [1, 50, 99])
     start, end = slab_extent(grid, axis)
     if spacing >= THICK_LIMIT_MM:

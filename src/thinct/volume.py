@@ -27,8 +27,13 @@ class Volume:
 
     @property
     def array(self) -> np.ndarray:
-        """A read-only (z, y, x) view of the voxels, without copying."""
-        return sitk.GetArrayViewFromImage(self.image)
+        """A (z, y, x) copy of the voxels.
+
+        A copy, because a SimpleITK array view does not keep its image alive: a view of a
+        temporary volume (``read_volume(path).array``) would read freed memory. Code that
+        holds the volume may use ``sitk.GetArrayViewFromImage(volume.image)`` to avoid it.
+        """
+        return sitk.GetArrayFromImage(self.image)
 
     def with_image(self, image: sitk.Image, slice_thickness: float | None = None) -> Volume:
         """A derived volume: same provenance and DICOM tags, new voxels and geometry."""

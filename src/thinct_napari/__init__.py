@@ -1,1 +1,1 @@
-"""napari plugin for thinct (widget, reader, writer and sample data arrive with the napari issue)."""
+"""napari plugin for thinct: the widget, reader, writer and sample data come with its own issue."""

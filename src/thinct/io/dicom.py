@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from thinct.errors import InputError, UsageError
+from thinct.errors import GeometryError, InputError, OutputError, UsageError
 from thinct.geometry import Grid, check_slice_positions
 from thinct.io.native import first_reason, native_stderr_captured
 from thinct.volume import Volume
@@ -69,23 +69,39 @@ def _slice_header(path: str) -> sitk.ImageFileReader:
 def _describe_series(folder: Path, uid: str) -> str:
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
     header = _slice_header(files[0])
-    description = header.GetMetaData(SERIES_DESCRIPTION).strip() if header.HasMetaDataKey(
-        SERIES_DESCRIPTION
-    ) else ""
+    description = (
+        header.GetMetaData(SERIES_DESCRIPTION).strip()
+        if header.HasMetaDataKey(SERIES_DESCRIPTION)
+        else ""
+    )
     return f"{uid} ({len(files)} slices{', ' + description if description else ''})"
+
+
+def _subfolder_hint(folder: Path) -> str:
+    """Name the subfolders of ``folder``: GDCM only looks at the files directly inside it, and
+    exported studies often keep each series one level down."""
+    try:
+        subfolders = sorted(item.name for item in folder.iterdir() if item.is_dir())
+    except OSError:
+        return ""
+    if not subfolders:
+        return ""
+    shown = ", ".join(subfolders[:5]) + (", ..." if len(subfolders) > 5 else "")
+    return f" (give the folder that holds the slice files; subfolders here: {shown})"
 
 
 def read_series(folder: Path, series_uid: str | None = None) -> Volume:
     """Read one DICOM series from a folder as a HU volume, refusing irregular stacks."""
     series = list_series(folder)
     if not series:
-        raise InputError(f"{folder}: no DICOM series in this folder")
+        raise InputError(f"{folder}: no DICOM series in this folder{_subfolder_hint(folder)}")
     if series_uid is None:
         if len(series) > 1:
             with native_stderr_captured():
                 listing = "; ".join(_describe_series(folder, uid) for uid in series)
             raise UsageError(
-                f"{folder} holds {len(series)} DICOM series, choose one with --series UID: {listing}"
+                f"{folder} holds {len(series)} DICOM series, "
+                f"choose one with --series UID: {listing}"
             )
         series_uid = series[0]
     elif series_uid not in series:
@@ -96,11 +112,13 @@ def read_series(folder: Path, series_uid: str | None = None) -> Volume:
             files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid))
             headers = [_slice_header(name) for name in files]
         except RuntimeError as error:
-            raise InputError(f"{folder}: unreadable DICOM slice ({first_reason(str(error))})") from None
+            raise InputError(
+                f"{folder}: unreadable DICOM slice ({first_reason(str(error))})"
+            ) from None
     positions = np.array([h.GetOrigin() for h in headers])
     direction = np.asarray(headers[0].GetDirection()).reshape(3, 3)
     row, column = direction[:, 0], direction[:, 1]
-    for name, header in zip(files, headers):
+    for name, header in zip(files, headers, strict=True):
         other = np.asarray(header.GetDirection()).reshape(3, 3)
         if not np.allclose(other[:, :2], direction[:, :2], atol=1e-4):
             raise InputError(f"{folder}: slice {Path(name).name} has a different orientation")
@@ -109,9 +127,13 @@ def read_series(folder: Path, series_uid: str | None = None) -> Volume:
     order = np.argsort(positions @ np.cross(row, column), kind="stable")
     files = [files[i] for i in order]
     headers = [headers[i] for i in order]
-    check_slice_positions(
-        positions[order], row, column, pixel_spacing=min(headers[0].GetSpacing()[:2])
-    )
+    try:
+        check_slice_positions(
+            positions[order], row, column, pixel_spacing=min(headers[0].GetSpacing()[:2])
+        )
+    except GeometryError as error:
+        # The geometry check does not know the folder; the user needs to know which series.
+        raise GeometryError(f"{folder}: {error}") from None
 
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
@@ -119,7 +141,9 @@ def read_series(folder: Path, series_uid: str | None = None) -> Volume:
         try:
             image = reader.Execute()
         except RuntimeError as error:
-            raise InputError(f"{folder}: cannot read the series ({first_reason(str(error))})") from None
+            raise InputError(
+                f"{folder}: cannot read the series ({first_reason(str(error))})"
+            ) from None
     tags = {
         key: headers[0].GetMetaData(key).strip()
         for key in COPIED_TAGS
@@ -175,9 +199,13 @@ def write_series(volume: Volume, folder: Path, description: str) -> None:
     folder.mkdir(parents=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
+    failure: tuple[str, str] | None = None
     with native_stderr_captured():
         for k in range(grid.size[2]):
-            plane = image[:, :, k]
+            # A one-slice 3D image, not a 2D plane: once GDCM has read any DICOM file in this
+            # process it writes the image's own z spacing into SpacingBetweenSlices, which is 1
+            # for a 2D plane whatever the tag says.
+            plane = image[:, :, k : k + 1]
             position = grid.index_to_world([0, 0, k])
             for key, value in common.items():
                 plane.SetMetaData(key, value)
@@ -185,5 +213,13 @@ def write_series(volume: Volume, folder: Path, description: str) -> None:
             plane.SetMetaData("0020|0013", str(k + 1))
             plane.SetMetaData("0020|0032", "\\".join(_decimal_string(v) for v in position))
             plane.SetMetaData("0020|1041", _decimal_string(float(position @ normal)))
-            writer.SetFileName(str(folder / f"IM{k + 1:05d}.dcm"))
-            writer.Execute(plane)
+            name = f"IM{k + 1:05d}.dcm"
+            writer.SetFileName(str(folder / name))
+            try:
+                writer.Execute(plane)
+            except RuntimeError as error:
+                failure = (name, first_reason(str(error)))
+                break
+    if failure is not None:
+        name, reason = failure
+        raise OutputError(f"DICOM slice {name}: {reason}")

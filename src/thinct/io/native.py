@@ -5,11 +5,15 @@ diagnostics. The text is kept and used to explain the failure."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+# The "ITK ERROR: GDCMImageIO(0x55d0c3a1b2c0): " prefix of ITK messages names a C++ object.
+_ITK_PREFIX = re.compile(r"^ITK ERROR: \w+\(0x[0-9a-fA-F]+\): ")
 
 
 @dataclass
@@ -36,9 +40,20 @@ def native_stderr_captured() -> Iterator[CapturedText]:
 
 
 def first_reason(message: str) -> str:
-    """The informative line of an ITK exception text (its last non-empty line, no paths)."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    """The informative line of an ITK exception text (its last non-empty line, no paths).
+
+    Indented lines continue the line above (MetaIO prints "data not read completely" and then
+    the byte counts on an indented line), so they are kept with it.
+    """
+    lines: list[str] = []
+    for raw in message.splitlines():
+        if not raw.strip():
+            continue
+        if raw[:1].isspace() and lines:
+            lines[-1] = f"{lines[-1]} {raw.strip()}"
+        else:
+            lines.append(raw.strip())
     for line in reversed(lines):
         if "sitk::ERROR:" in line:
             return line.split("sitk::ERROR:", 1)[1].strip()
-    return lines[-1] if lines else "unknown error"
+    return _ITK_PREFIX.sub("", lines[-1]) if lines else "unknown error"

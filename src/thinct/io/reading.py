@@ -45,6 +45,9 @@ def _read_image_file(path: Path) -> sitk.Image:
     with native_stderr_captured() as native:
         try:
             reader.ReadImageInformation()
+            # Complex voxels report two components; say what they are, not "multi-channel".
+            if "complex" in sitk.GetPixelIDValueAsString(reader.GetPixelID()):
+                raise InputError(f"{path}: complex-valued voxels; thinct needs real intensities")
             _check_layout(reader.GetDimension(), reader.GetNumberOfComponents(), path)
             return reader.Execute()
         except RuntimeError as error:
@@ -69,7 +72,9 @@ def check_volume(image: sitk.Image, path: Path) -> None:
     """Refuse volumes thinct cannot process: wrong dimension, channels, one slice, NaN/inf."""
     _check_layout(image.GetDimension(), image.GetNumberOfComponentsPerPixel(), path)
     if min(image.GetSize()) < 2:
-        raise InputError(f"{path}: a single-slice volume (size {image.GetSize()}); nothing to upsample")
+        raise InputError(
+            f"{path}: a single-slice volume (size {image.GetSize()}); nothing to upsample"
+        )
     if "complex" in image.GetPixelIDTypeAsString():
         raise InputError(f"{path}: complex-valued voxels; thinct needs real intensities")
     if image.GetPixelID() in _FLOAT_TYPES:

@@ -1,0 +1,788 @@
+"""The `thinct` command line, run as a real subprocess so exit codes, stdout and stderr are
+the ones a user or a pipeline sees.
+
+Rules under test: help and version; `upsample` grids for both alignments, --spacing and
+--factor, and that --method matters; `simulate` grids; `info` text and JSON on stdout; stdout
+left empty by upsample/simulate; exit codes 0 (ok), 1 (processing failure), 2 (usage error);
+every bad input gives one "error:" line, no traceback and no output, and never touches the input.
+
+Independent runs of a family (the grids, the bad inputs) are started side by side by
+module-scoped fixtures (`run_family`), each in its own folder; the tests then check one run
+each. Mistakes caught before any file is read use typer's CliRunner, which is much faster.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import typer
+from cli_helpers import (
+    Done,
+    assert_ok,
+    assert_one_error,
+    ct_array,
+    outcome,
+    read,
+    run_concurrently,
+    run_family,
+    show,
+    snapshot,
+    staging_left,
+    stderr_lines,
+    thinct,
+    voxels,
+    write_dicom,
+    write_scan,
+)
+from conftest import make_image, rotation
+from typer.testing import CliRunner
+
+import thinct as thinct_package
+from thinct.cli import app
+
+OBLIQUE = rotation(20, -15, 30)
+IN_PLANE = (28, 24)  # x, y size of the synthetic scans of cli_helpers.ct_array
+
+
+@pytest.fixture(autouse=True)
+def _no_staging_left(tmp_path: Path):
+    """No run may leave the atomic writer's hidden staging folders behind."""
+    yield
+    assert staging_left(tmp_path) == []
+
+
+def _origin_along_slices(image: sitk.Image, offset_mm: float) -> np.ndarray:
+    """The world position ``offset_mm`` along the slice axis (index z) from the image origin."""
+    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
+    return np.asarray(image.GetOrigin()) + offset_mm * normal
+
+
+def _finished(runs: dict[str, Done | BaseException], name: str) -> Done:
+    """One run of a family, checked for what every run must respect."""
+    done = outcome(runs, name)
+    assert staging_left(done.folder) == [], show(done.result)
+    return done
+
+
+# --- version and help -------------------------------------------------------------------
+
+COMMANDS = ("upsample", "simulate", "info")
+
+
+@pytest.fixture(scope="module")
+def help_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Done | BaseException]:
+    cases: dict[str, Callable[[Path], list[object]]] = {
+        "version": lambda folder: ["--version"],
+        "help": lambda folder: ["--help"],
+    }
+    cases.update({command: (lambda folder, c=command: [c, "--help"]) for command in COMMANDS})
+    return run_family(tmp_path_factory.mktemp("help"), cases)
+
+
+def test_version_prints_the_package_version_on_stdout(help_runs):
+    result = _finished(help_runs, "version").result
+    assert result.returncode == 0, show(result)
+    assert result.stdout.strip() == f"thinct {thinct_package.__version__}"
+    assert result.stderr == ""
+
+
+def test_help_lists_every_command(help_runs):
+    result = _finished(help_runs, "help").result
+    assert result.returncode == 0, show(result)
+    for word in (*COMMANDS, "--version"):
+        assert word in result.stdout
+    assert result.stderr == ""
+
+
+EXPECTED_OPTIONS = {
+    "upsample": [
+        "--method",
+        "--spacing",
+        "--factor",
+        "--align",
+        "--overwrite",
+        "--quiet",
+        "--dtype",
+        "--series",
+    ],
+    "simulate": [
+        "--thickness",
+        "--increment",
+        "--profile",
+        "--fwhm",
+        "--overwrite",
+        "--quiet",
+        "--dtype",
+        "--series",
+    ],
+    "info": ["--json", "--series"],
+}
+# Choices and defaults the help must state (whitespace-normalised help text).
+EXPECTED_WORDS = {
+    "upsample": [
+        "nearest",
+        "linear",
+        "lanczos",
+        "default: bspline",
+        "centers",
+        "default: edges",
+        "default 1.0",
+        "int16",
+        "float32",
+        "IN... OUT",
+    ],
+    "simulate": ["boxcar", "gaussian", "default: 5.0", "int16", "float32", "IN... OUT"],
+    "info": ["FILE", "JSON"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_help_documents_every_option(help_runs, command: str):
+    result = _finished(help_runs, command).result
+    assert result.returncode == 0, show(result)
+    assert result.stderr == ""
+    text = " ".join(result.stdout.split())
+    click_command = typer.main.get_command(app).commands[command]
+    options = [p for p in click_command.params if p.param_type_name == "option"]
+    declared = {name for option in options for name in option.opts}
+    assert set(EXPECTED_OPTIONS[command]) <= declared
+    for option in options:
+        assert option.help, f"{option.opts} has no help text"
+        for name in option.opts:
+            assert name in result.stdout, f"{name} missing from `thinct {command} --help`"
+    for words in EXPECTED_WORDS[command]:
+        assert words in text, f"{words!r} missing from `thinct {command} --help`"
+
+
+# --- upsample ---------------------------------------------------------------------------
+
+# 8 thick slices of 5 mm (40 mm of slabs): options, thin slices, thin spacing, and where the
+# first thin slice sits relative to the first thick slice centre, in mm along the slice axis.
+UPSAMPLE_GRIDS = {
+    "default-1mm-edges": ([], 40, 1.0, -2.0),
+    "centers": (["--align", "centers"], 36, 1.0, 0.0),
+    "factor4-edges": (["--factor", "4", "--align", "edges"], 32, 1.25, -1.875),
+    "factor4-centers": (["--factor", "4", "--align", "centers"], 29, 1.25, 0.0),
+    "spacing1.5-edges": (["--spacing", "1.5"], 26, 1.5, -1.25),
+    "spacing1.5-centers": (["--spacing", "1.5", "--align", "centers"], 24, 1.5, 0.0),
+}
+
+
+def _upsample_oblique(options: list[str]) -> Callable[[Path], list[object]]:
+    def setup(folder: Path) -> list[object]:
+        write_scan(folder / "thick.nii.gz", direction=OBLIQUE)
+        return ["upsample", "thick.nii.gz", "thin.nii.gz", *options]
+
+    return setup
+
+
+@pytest.fixture(scope="module")
+def grid_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Done | BaseException]:
+    cases = {name: _upsample_oblique(case[0]) for name, case in UPSAMPLE_GRIDS.items()}
+    return run_family(tmp_path_factory.mktemp("grids"), cases)
+
+
+@pytest.mark.parametrize("name", UPSAMPLE_GRIDS)
+def test_upsample_writes_the_thin_grid(grid_runs, name: str):
+    _, slices, spacing, offset = UPSAMPLE_GRIDS[name]
+    done = _finished(grid_runs, name)
+    assert_ok(done.result)
+    assert stderr_lines(done.result) == ["wrote thin.nii.gz"]
+    source, target = done.folder / "thick.nii.gz", done.folder / "thin.nii.gz"
+    assert snapshot(done.folder)["thick.nii.gz"] == done.before["thick.nii.gz"]
+    thick, thin = read(source), read(target)
+    assert thin.GetSize() == (*IN_PLANE, slices)
+    assert np.allclose(thin.GetSpacing(), (*thick.GetSpacing()[:2], spacing))
+    assert np.allclose(thin.GetDirection(), thick.GetDirection(), atol=1e-5)
+    assert np.allclose(thin.GetOrigin(), _origin_along_slices(thick, offset), atol=1e-3)
+    assert thin.GetPixelID() == sitk.sitkInt16  # the default --dtype
+
+
+def test_upsample_example_by_four_lands_on_the_original_thin_grid(
+    tmp_path: Path, example_thick: Path, example_thin: Path
+):
+    """The 5 mm example was simulated from the 1.25 mm one; --factor 4 (edges) must give back
+    exactly the thin scan's grid, and values close to it."""
+    target = tmp_path / "thin.nii.gz"
+    assert_ok(thinct("upsample", example_thick, target, "--factor", "4"))
+    thin, truth = read(target), read(example_thin)
+    assert thin.GetSize() == truth.GetSize() == (192, 192, 64)
+    assert np.allclose(thin.GetSpacing(), truth.GetSpacing(), atol=1e-6)
+    assert np.allclose(thin.GetOrigin(), truth.GetOrigin(), atol=1e-3)
+    assert np.allclose(thin.GetDirection(), truth.GetDirection(), atol=1e-6)
+    error = np.abs(voxels(target).astype(float) - voxels(example_thin))
+    assert np.median(error) < 60  # interpolated, so close to the truth but not equal
+
+
+def test_method_changes_the_result_and_keeps_the_thick_slices(tmp_path: Path):
+    """With centred alignment and --factor 4, every 4th thin slice sits on a thick slice
+    centre, where every method must return the thick slice; between them they differ."""
+    source = write_scan(tmp_path / "thick.mha")
+    thick = voxels(source).astype(np.float32)
+    grid = ["--factor", "4", "--align", "centers", "--dtype", "float32"]
+    methods = ("nearest", "linear", "bspline", "lanczos")
+    runs = run_concurrently(
+        {
+            method: (
+                lambda m=method: thinct(
+                    "upsample", source, tmp_path / f"{m}.nii.gz", *grid, "--method", m
+                )
+            )
+            for method in methods
+        }
+        | {"default": lambda: thinct("upsample", source, tmp_path / "default.nii.gz", *grid)}
+    )
+    results = {}
+    for name in runs:
+        assert_ok(outcome(runs, name))
+        target = tmp_path / f"{name}.nii.gz"
+        assert read(target).GetPixelID() == sitk.sitkFloat32
+        results[name] = voxels(target)
+
+    for name, thin in results.items():
+        assert thin.shape == (29, 24, 28)
+        assert np.allclose(thin[::4], thick, atol=1e-2), name
+    assert np.array_equal(results["default"], results["bspline"])
+    for first, second in itertools.combinations(methods, 2):
+        difference = np.abs(results[first] - results[second]).max()
+        assert difference > 10, f"--method {first} and {second} give the same result"
+    assert set(np.unique(results["nearest"])) <= set(np.unique(thick))
+    assert np.allclose(results["linear"][2], (thick[0] + thick[1]) / 2, atol=1e-2)
+
+
+# Outputs by extension (no extension: a DICOM series folder), other runs that succeed, and
+# what each must have written: name -> (setup, output, slices of the output).
+def _upsample_to(output: str, *options: str) -> Callable[[Path], list[object]]:
+    def setup(folder: Path) -> list[object]:
+        write_scan(folder / "thick.nii.gz", direction=OBLIQUE)
+        return ["upsample", "thick.nii.gz", output, *options]
+
+    return setup
+
+
+def _upsample_dicom_input(folder: Path) -> list[object]:
+    write_dicom(folder / "series")
+    return ["upsample", "series", "thin.nii.gz"]
+
+
+def _upsample_photo(folder: Path) -> list[object]:
+    array = np.tile(np.arange(0, 256, 10, dtype=np.int16), (6, 24, 1))[:, :, :24]
+    write_scan(folder / "photo.nii.gz", array)
+    return ["upsample", "photo.nii.gz", "thin.nii.gz", "--quiet"]
+
+
+SUCCESSES = {
+    "to-nii": (_upsample_to("thin.nii"), "thin.nii", 40),
+    "to-nrrd": (_upsample_to("thin.nrrd"), "thin.nrrd", 40),
+    "to-mhd": (_upsample_to("thin.mhd"), "thin.mhd", 40),
+    "to-dicom": (_upsample_to("thin"), "thin", 40),
+    "from-dicom": (_upsample_dicom_input, "thin.nii.gz", 40),
+    "new-folders-quiet": (
+        _upsample_to("new/deeper/thin.nii.gz", "--quiet"),
+        "new/deeper/thin.nii.gz",
+        40,
+    ),
+    "not-hu": (_upsample_photo, "thin.nii.gz", 30),
+}
+
+
+@pytest.fixture(scope="module")
+def success_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Done | BaseException]:
+    cases = {name: case[0] for name, case in SUCCESSES.items()}
+    return run_family(tmp_path_factory.mktemp("successes"), cases)
+
+
+@pytest.mark.parametrize("name", [n for n in SUCCESSES if n.startswith(("to-", "from-"))])
+def test_upsample_reads_and_writes_every_format(success_runs, name: str):
+    done = _finished(success_runs, name)
+    assert_ok(done.result)
+    output = done.folder / SUCCESSES[name][1]
+    assert output.is_dir() == (name == "to-dicom")
+    thin = read(output)
+    assert thin.GetSize() == (*IN_PLANE, 40)
+    assert np.allclose(thin.GetSpacing(), (0.7, 0.7, 1.0), atol=1e-5)
+    if name != "from-dicom":
+        thick = read(done.folder / "thick.nii.gz")
+        assert np.allclose(thin.GetOrigin(), _origin_along_slices(thick, -2.0), atol=1e-3)
+        assert np.allclose(thin.GetDirection(), thick.GetDirection(), atol=1e-5)
+
+
+def test_missing_output_folders_are_created_and_quiet_prints_nothing(success_runs):
+    done = _finished(success_runs, "new-folders-quiet")
+    assert_ok(done.result)
+    assert done.result.stderr == ""
+    assert read(done.folder / "new" / "deeper" / "thin.nii.gz").GetSize() == (*IN_PLANE, 40)
+
+
+def test_intensities_that_are_not_hu_warn_but_succeed(success_runs):
+    """A 0-255 export: one warning line even with --quiet, and the output is written."""
+    done = _finished(success_runs, "not-hu")
+    assert_ok(done.result)
+    lines = stderr_lines(done.result)
+    assert len(lines) == 1 and lines[0].startswith("warning: "), show(done.result)
+    assert "Hounsfield" in lines[0] and "photo.nii.gz" in lines[0]
+    assert read(done.folder / "thin.nii.gz").GetSize() == (24, 24, 30)
+
+
+def test_overwrite_replaces_existing_outputs(tmp_path: Path):
+    """--overwrite replaces a file and a whole DICOM series folder (no stale slices left)."""
+    source = write_scan(tmp_path / "thick.nii.gz")
+    original = source.read_bytes()
+    write_scan(tmp_path / "thin.nii.gz", ct_array(slices=3))
+    series = write_dicom(tmp_path / "series", ct_array(slices=3))
+    (series / "stale.txt").write_text("from the old series")
+
+    runs = run_concurrently(
+        {
+            output: (lambda o=output: thinct("upsample", source, tmp_path / o, "--overwrite"))
+            for output in ("thin.nii.gz", "series")
+        }
+    )
+
+    for output in ("thin.nii.gz", "series"):
+        assert_ok(outcome(runs, output))
+        assert read(tmp_path / output).GetSize() == (*IN_PLANE, 40)
+    assert sorted(p.name for p in series.iterdir()) == [f"IM{k:05d}.dcm" for k in range(1, 41)]
+    assert source.read_bytes() == original
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_progress_on_a_terminal_goes_to_stderr(tmp_path: Path):
+    """On a terminal the progress bar is drawn, on stderr only: stdout stays pipeable."""
+    import pty
+
+    source = write_scan(tmp_path / "thick.nii.gz")
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "thinct", "upsample", source, tmp_path / "thin.nii.gz"],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    os.close(secondary)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: the process exited and closed the terminal
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(primary)
+    stdout = process.stdout.read()
+    process.stdout.close()
+    assert process.wait(timeout=60) == 0, terminal
+    assert stdout == b""
+    text = terminal.decode(errors="replace")
+    assert "upsampling thick.nii.gz" in text  # the progress bar's label
+    assert "wrote " in text and "Traceback" not in text
+    assert read(tmp_path / "thin.nii.gz").GetSize() == (*IN_PLANE, 40)
+
+
+# --- simulate ---------------------------------------------------------------------------
+
+
+def test_simulate_reproduces_the_example_thick_scan(
+    tmp_path: Path, example_thin: Path, example_thick: Path
+):
+    """The shipped 5 mm example was made by boxcar simulation of the 1.25 mm one."""
+    target = tmp_path / "thick.nii.gz"
+    assert_ok(thinct("simulate", example_thin, target, "--thickness", "5"))
+    made, shipped = read(target), read(example_thick)
+    assert made.GetSize() == shipped.GetSize() == (192, 192, 16)
+    assert np.allclose(made.GetSpacing(), shipped.GetSpacing(), atol=1e-6)
+    assert np.allclose(made.GetOrigin(), shipped.GetOrigin(), atol=1e-3)
+    assert np.array_equal(voxels(target), voxels(example_thick))
+
+
+# 24 thin slices of 1.25 mm (30 mm): options, thick slices, their spacing, and the first slab
+# centre relative to the first thin slice centre, in mm along the slice axis.
+SIMULATE_GRIDS = {
+    "default-5mm-boxcar": ([], 6, 5.0, 1.875),
+    "thickness3": (["--thickness", "3"], 10, 3.0, 0.875),
+    "overlapping": (["--thickness", "5", "--increment", "2.5"], 11, 2.5, 1.875),
+    "gaussian": (["--profile", "gaussian", "--fwhm", "4"], 6, 5.0, 1.875),
+}
+
+
+def _simulate_oblique(options: list[str]) -> Callable[[Path], list[object]]:
+    def setup(folder: Path) -> list[object]:
+        thin = ct_array(slices=24)
+        write_scan(folder / "thin.nii.gz", thin, spacing=(0.7, 0.7, 1.25), direction=OBLIQUE)
+        return ["simulate", "thin.nii.gz", "thick.nii.gz", "--dtype", "float32", *options]
+
+    return setup
+
+
+@pytest.fixture(scope="module")
+def simulate_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Done | BaseException]:
+    cases = {name: _simulate_oblique(case[0]) for name, case in SIMULATE_GRIDS.items()}
+    return run_family(tmp_path_factory.mktemp("simulate"), cases)
+
+
+@pytest.mark.parametrize("name", SIMULATE_GRIDS)
+def test_simulate_writes_the_thick_grid(simulate_runs, name: str):
+    _, slices, spacing, centre = SIMULATE_GRIDS[name]
+    done = _finished(simulate_runs, name)
+    assert_ok(done.result)
+    assert snapshot(done.folder)["thin.nii.gz"] == done.before["thin.nii.gz"]
+    thin, thick = read(done.folder / "thin.nii.gz"), read(done.folder / "thick.nii.gz")
+    assert thick.GetSize() == (*IN_PLANE, slices)
+    assert np.allclose(thick.GetSpacing(), (0.7, 0.7, spacing), atol=1e-5)
+    assert np.allclose(thick.GetOrigin(), _origin_along_slices(thin, centre), atol=1e-3)
+    assert np.allclose(thick.GetDirection(), thin.GetDirection(), atol=1e-5)
+
+
+def test_simulate_boxcar_averages_the_slabs_and_gaussian_differs(simulate_runs):
+    boxcar = voxels(_finished(simulate_runs, "default-5mm-boxcar").folder / "thick.nii.gz")
+    folder = _finished(simulate_runs, "gaussian").folder
+    slabs = voxels(folder / "thin.nii.gz").astype(np.float32).reshape(6, 4, 24, 28).mean(axis=1)
+    assert np.allclose(boxcar, slabs, atol=1e-2)
+    assert np.abs(voxels(folder / "thick.nii.gz") - boxcar).max() > 10
+
+
+# --- info -------------------------------------------------------------------------------
+
+
+def _info(path: Path, *options: str) -> Callable[[Path], list[object]]:
+    return lambda folder: ["info", path, *options]
+
+
+def _info_dicom(folder: Path) -> list[object]:
+    write_dicom(folder / "series")
+    return ["info", "series", "--json"]
+
+
+@pytest.fixture(scope="module")
+def info_runs(
+    tmp_path_factory: pytest.TempPathFactory, example_thick: Path, example_thin: Path
+) -> dict[str, Done | BaseException]:
+    cases = {
+        "thick": _info(example_thick),
+        "thin": _info(example_thin),
+        "json": _info(example_thick, "--json"),
+        "dicom": _info_dicom,
+    }
+    return run_family(tmp_path_factory.mktemp("info"), cases)
+
+
+def test_info_describes_a_thick_scan(info_runs):
+    result = _finished(info_runs, "thick").result
+    assert result.returncode == 0, show(result)
+    assert result.stderr == ""
+    text = result.stdout
+    assert "192 x 192 x 16" in text
+    assert "0.681641 x 0.681641 x 5 mm" in text
+    assert "16 axial slices" in text
+    assert "min -1020" in text and "median" in text and "max 1246" in text
+    assert "looks thick:  yes" in text
+
+
+def test_info_says_a_thin_scan_is_not_thick(info_runs):
+    result = _finished(info_runs, "thin").result
+    assert result.returncode == 0, show(result)
+    assert "192 x 192 x 64" in result.stdout
+    assert "looks thick:  no" in result.stdout
+
+
+def test_info_json_is_valid_and_matches_the_file(info_runs, example_thick: Path):
+    result = _finished(info_runs, "json").result
+    assert result.returncode == 0, show(result)
+    assert result.stderr == ""
+    summary = json.loads(result.stdout)
+    image = read(example_thick)
+    values = voxels(example_thick)
+    assert summary["size"] == [192, 192, 16]
+    assert np.allclose(summary["spacing_mm"], image.GetSpacing(), atol=1e-5)
+    assert np.allclose(summary["origin_mm"], image.GetOrigin(), atol=1e-3)
+    assert np.allclose(summary["direction"], image.GetDirection(), atol=1e-5)
+    assert summary["slices_look"] == "thick"
+    assert summary["slice_spacing_mm"] == 5.0
+    assert summary["hu"]["min"] == values.min() and summary["hu"]["max"] == values.max()
+    assert summary["hu"]["mean"] == pytest.approx(values.mean(), abs=0.01)
+    assert summary["hu"]["min"] <= summary["hu"]["p1"] <= summary["hu"]["median"]
+    assert summary["hu"]["median"] <= summary["hu"]["p99"] <= summary["hu"]["max"]
+    assert summary["intensity_warning"] is None
+
+
+def test_info_reads_a_dicom_series_folder(info_runs):
+    result = _finished(info_runs, "dicom").result
+    assert result.returncode == 0, show(result)
+    summary = json.loads(result.stdout)
+    assert summary["size"] == [*IN_PLANE, 8]
+    assert summary["slices_look"] == "thick"
+
+
+# --- bad input: one error line, the right exit code, nothing written, input untouched ----
+
+
+@dataclass(frozen=True)
+class Bad:
+    """A bad command line, run in a folder that holds a good thick scan ``in.nii.gz``."""
+
+    args: list[str]
+    code: int
+    says: str
+    setup: Callable[[Path], object] | None = None
+
+
+def _truncate(name: str, keep: float) -> Callable[[Path], object]:
+    def setup(folder: Path) -> None:
+        write_scan(folder / name)
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: int(len(data) * keep)])
+
+    return setup
+
+
+def _image(name: str, image: Callable[[], sitk.Image]) -> Callable[[Path], object]:
+    return lambda folder: sitk.WriteImage(image(), str(folder / name))
+
+
+def _flat() -> sitk.Image:
+    return make_image(ct_array())[:, :, 0]
+
+
+def _four_d() -> sitk.Image:
+    volume = make_image(ct_array())
+    return sitk.JoinSeries([volume, volume])
+
+
+def _multichannel() -> sitk.Image:
+    image = sitk.GetImageFromArray(np.stack([ct_array()] * 3, axis=-1), isVector=True)
+    image.SetSpacing((0.7, 0.7, 5.0))
+    return image
+
+
+def _one_slice() -> sitk.Image:
+    return make_image(ct_array(slices=1))
+
+
+def _with(value: float) -> Callable[[], sitk.Image]:
+    def image() -> sitk.Image:
+        array = ct_array().astype(np.float32)
+        array[3, 10, 10] = value
+        return make_image(array)
+
+    return image
+
+
+def _link(name: str, to: str) -> Callable[[Path], object]:
+    return lambda folder: os.symlink(to, folder / name)
+
+
+def _series_with_a_gap(folder: Path) -> None:
+    """A DICOM series written by `thinct upsample` (no extension), one slice file deleted."""
+    assert_ok(thinct("upsample", "in.nii.gz", "series", cwd=folder))
+    (folder / "series" / "IM00020.dcm").unlink()
+
+
+def _thick_series_with_a_gap(folder: Path) -> None:
+    """The same problem in a 5 mm series written in-process (no second subprocess)."""
+    write_dicom(folder / "series")
+    (folder / "series" / "IM00004.dcm").unlink()
+
+
+def _text(name: str, text: str) -> Callable[[Path], object]:
+    return lambda folder: (folder / name).write_text(text)
+
+
+def _copy(name: str) -> Callable[[Path], object]:
+    return lambda folder: (folder / name).write_bytes((folder / "in.nii.gz").read_bytes())
+
+
+def _mkdir(name: str) -> Callable[[Path], object]:
+    return lambda folder: (folder / name).mkdir()
+
+
+def _dicom(name: str) -> Callable[[Path], object]:
+    return lambda folder: write_dicom(folder / name)
+
+
+IN, OUT = "in.nii.gz", "out.nii.gz"
+BAD = {
+    # inputs that cannot be read or are not a CT volume thinct can process
+    "missing-file": Bad(["upsample", "missing.nii.gz", OUT], 2, "missing.nii.gz: no such file"),
+    "truncated-nii.gz": Bad(
+        ["upsample", "cut.nii.gz", OUT], 1, "cut.nii.gz: truncated", _truncate("cut.nii.gz", 0.5)
+    ),
+    "truncated-nii": Bad(
+        ["upsample", "cut.nii", OUT], 1, "cut.nii: truncated", _truncate("cut.nii", 0.8)
+    ),
+    "text-as-nii.gz": Bad(
+        ["upsample", "notes.nii.gz", OUT],
+        1,
+        "notes.nii.gz: ",
+        _text("notes.nii.gz", "not a scan\n"),
+    ),
+    "empty-nii.gz": Bad(
+        ["upsample", "empty.nii.gz", OUT], 1, "empty.nii.gz: ", _text("empty.nii.gz", "")
+    ),
+    "text-as-mha": Bad(
+        ["upsample", "notes.mha", OUT], 1, "notes.mha: ", _text("notes.mha", "not a scan\n")
+    ),
+    "2d-image": Bad(["upsample", "flat.nii.gz", OUT], 1, "2D", _image("flat.nii.gz", _flat)),
+    "4d-image": Bad(["upsample", "4d.nii.gz", OUT], 1, "4D", _image("4d.nii.gz", _four_d)),
+    "multi-channel": Bad(
+        ["upsample", "rgb.nii.gz", OUT],
+        1,
+        "3 values per voxel",
+        _image("rgb.nii.gz", _multichannel),
+    ),
+    "single-slice": Bad(
+        ["upsample", "one.nii.gz", OUT], 1, "single-slice", _image("one.nii.gz", _one_slice)
+    ),
+    "nan-nii.gz": Bad(
+        ["upsample", "nan.nii.gz", OUT], 1, "NaN or infinite", _image("nan.nii.gz", _with(np.nan))
+    ),
+    "inf-mha": Bad(
+        ["upsample", "inf.mha", OUT], 1, "NaN or infinite", _image("inf.mha", _with(np.inf))
+    ),
+    "non-uniform-dicom": Bad(
+        ["upsample", "series", OUT], 1, "series: non-uniform slice spacing", _series_with_a_gap
+    ),
+    "unsupported-input": Bad(
+        ["upsample", "in.png", OUT], 1, "unsupported file type", _copy("in.png")
+    ),
+    "one-dicom-slice": Bad(
+        ["upsample", "series/IM00001.dcm", OUT], 1, "folder of the DICOM series", _dicom("series")
+    ),
+    "empty-folder": Bad(["upsample", "nothing", OUT], 2, "no scans", _mkdir("nothing")),
+    "series-of-a-nifti": Bad(["upsample", IN, OUT, "--series", "1.2.3"], 2, "--series"),
+    "unknown-series": Bad(
+        ["upsample", "series", OUT, "--series", "1.2.3"], 2, "no series 1.2.3", _dicom("series")
+    ),
+    "not-thinner": Bad(["upsample", IN, OUT, "--spacing", "5"], 1, "not thinner"),
+    "not-thicker": Bad(["simulate", IN, OUT, "--thickness", "2"], 1, "not thicker"),
+    # outputs that cannot or must not be written
+    "unsupported-output": Bad(["upsample", IN, "out.png"], 2, "unsupported output type"),
+    "output-under-a-file": Bad(
+        ["upsample", IN, "notes.txt/out.nii.gz"], 1, "notes.txt is a file", _text("notes.txt", "x")
+    ),
+    "output-is-input": Bad(["upsample", IN, IN], 2, "is the input"),
+    "output-is-input-overwrite": Bad(["upsample", IN, IN, "--overwrite"], 2, "is the input"),
+    "output-links-to-input": Bad(
+        ["upsample", IN, "link.nii.gz", "--overwrite"], 2, "is the input", _link("link.nii.gz", IN)
+    ),
+    "input-is-a-link": Bad(
+        ["simulate", "link.nii.gz", IN, "--overwrite"], 2, "is the input", _link("link.nii.gz", IN)
+    ),
+    "output-relative-to-input": Bad(
+        ["upsample", IN, "sub/../in.nii.gz", "--overwrite"], 2, "is the input", _mkdir("sub")
+    ),
+    "output-folder-holds-input": Bad(["upsample", IN, ".", "--overwrite"], 2, "is the input"),
+    "output-exists": Bad(["upsample", IN, OUT], 2, "exists; use --overwrite", _text(OUT, "older")),
+    "dicom-output-exists": Bad(
+        ["upsample", IN, "series"], 2, "exists; use --overwrite", _dicom("series")
+    ),
+    "dicom-output-float": Bad(["upsample", IN, "series", "--dtype", "float32"], 2, "int16"),
+    # info
+    "info-missing-file": Bad(["info", "missing.nii.gz"], 2, "missing.nii.gz: no such file"),
+    "info-text-as-nii.gz": Bad(
+        ["info", "notes.nii.gz", "--json"], 1, "notes.nii.gz: ", _text("notes.nii.gz", "x\n")
+    ),
+    "info-non-uniform-dicom": Bad(
+        ["info", "series"], 1, "series: non-uniform", _thick_series_with_a_gap
+    ),
+}
+
+
+def _bad_setup(case: Bad) -> Callable[[Path], list[object]]:
+    def setup(folder: Path) -> list[object]:
+        write_scan(folder / IN)
+        if case.setup is not None:
+            case.setup(folder)
+        return list(case.args)
+
+    return setup
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Done | BaseException]:
+    cases = {name: _bad_setup(case) for name, case in BAD.items()}
+    return run_family(tmp_path_factory.mktemp("bad"), cases)
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_input_is_one_error_line_and_changes_nothing(bad_runs, name: str):
+    case = BAD[name]
+    done = _finished(bad_runs, name)
+    assert_one_error(done.result, case.code, case.says)
+    assert snapshot(done.folder) == done.before  # no output, no staging, the input untouched
+
+
+# Rejected before any file is read, so typer's CliRunner (in-process) tells as much as a
+# subprocess would, in a fraction of the time.
+OPTION_MISTAKES = {
+    "spacing-and-factor": (["upsample", IN, OUT, "--spacing", "1", "--factor", "2"], "not both"),
+    "factor-1": (["upsample", IN, OUT, "--factor", "1"], "--factor"),
+    "spacing-0": (["upsample", IN, OUT, "--spacing", "0"], "--spacing"),
+    "spacing-nan": (["upsample", IN, OUT, "--spacing", "nan"], "--spacing"),
+    "thickness-negative": (["simulate", IN, OUT, "--thickness", "-5"], "--thickness"),
+    "increment-0": (["simulate", IN, OUT, "--increment", "0"], "--increment"),
+    "fwhm-inf": (["simulate", IN, OUT, "--profile", "gaussian", "--fwhm", "inf"], "--fwhm"),
+    "fwhm-with-boxcar": (["simulate", IN, OUT, "--fwhm", "3"], "--fwhm"),
+    "no-output": (["upsample", IN], "give an input and an output"),
+    "batch-into-a-file-name": (["upsample", IN, IN, "many.nii.gz"], "must be a folder"),
+}
+
+
+@pytest.mark.parametrize("name", OPTION_MISTAKES)
+def test_impossible_options_are_one_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+):
+    args, says = OPTION_MISTAKES[name]
+    write_scan(tmp_path / IN)
+    before = snapshot(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # not an uncaught exception
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines
+    assert result.stdout == ""
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["upsample", IN, OUT, "--method", "cubic"], id="bad-method"),
+        pytest.param(["upsample", IN, OUT, "--align", "middle"], id="bad-align"),
+        pytest.param(["simulate", IN, OUT, "--profile", "triangle"], id="bad-profile"),
+        pytest.param(["upsample", IN, OUT, "--dtype", "uint8"], id="bad-dtype"),
+        pytest.param(["upsample", IN, OUT, "--factor", "two"], id="factor-not-a-number"),
+        pytest.param(["upsample", IN, OUT, "--no-such-option"], id="unknown-option"),
+        pytest.param(["upsample"], id="no-arguments"),
+        pytest.param(["thicken", IN, OUT], id="unknown-command"),
+    ],
+)
+def test_command_line_parse_errors_are_usage_errors(tmp_path: Path, args: list[str]):
+    """Rejected by the option parser: exit 2, the reason on stderr, no traceback, no output."""
+    write_scan(tmp_path / IN)
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(app, [str(tmp_path / a) if a in (IN, OUT) else a for a in args])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert result.stdout == ""
+    assert "Error" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_parse_errors_exit_2_in_a_real_process(tmp_path: Path):
+    """One real run to show the parser's exit code and clean stderr outside CliRunner."""
+    result = thinct("upsample", "in.nii.gz", "out.nii.gz", "--method", "cubic", cwd=tmp_path)
+    assert result.returncode == 2, show(result)
+    assert result.stdout == ""
+    assert "cubic" in result.stderr and "Traceback" not in result.stderr
