@@ -109,14 +109,6 @@ def _check_length(option: str, value: float | None) -> None:
         raise UsageError(f"{option} must be a positive number of mm, got {value:g}")
 
 
-def _naming_input(job: Job, message: str) -> str:
-    """A batch error line must say which input failed. Most messages already name the input
-    or the output; the few that do not (a DICOM output asked for as float32) get the input."""
-    if str(job.source) in message or str(job.target) in message:
-        return message
-    return f"{job.source}: {message}"
-
-
 def _run_command(
     arguments: list[str],
     overwrite: bool,
@@ -166,7 +158,7 @@ def _run_command(
                 done += 1
                 advance_files(done)
                 if outcome.status == "failed":
-                    reporter.error(_naming_input(outcome.job, outcome.message))
+                    reporter.error(outcome.message)
                 elif outcome.status == "skipped":
                     reporter.info(f"skipped {outcome.job.source}: {outcome.job.target} exists")
 

@@ -16,7 +16,7 @@ from thinct import __version__
 from thinct.errors import OutputError, ThinctError, ThinctWarning, UsageError
 from thinct.geometry import Grid, thin_grid
 from thinct.interpolate import ProgressCallback, interpolate
-from thinct.io import hounsfield_warning, output_format, read_volume, write_volume
+from thinct.io import hounsfield_warning, output_request, read_volume, write_volume
 from thinct.simulate import simulate_thick
 from thinct.volume import Volume
 
@@ -34,14 +34,14 @@ def check_output_path(source: Path, target: Path) -> None:
         raise UsageError(f"{target} is the input; thinct never overwrites its input")
 
 
-def check_target(target: Path) -> None:
+def check_target(target: Path, dtype: str = "int16") -> None:
     """Refuse an output that could never be written before the input is read and processed.
 
     Reading and interpolating a full scan takes a while; a typo in the output's extension or a
     path through a regular file should fail at once, with a message that says what is wrong
     (creating the folder would only report "File exists").
     """
-    output_format(target)  # UsageError for an extension thinct cannot write
+    output_request(target, dtype)
     for folder in target.parents:  # nearest first; the first that exists decides
         if folder.exists():
             if not folder.is_dir():
@@ -82,7 +82,7 @@ def _run(
     check_output_path(source, target)
     if target.exists() and not overwrite:
         raise UsageError(f"{target} exists; use --overwrite to replace it")
-    check_target(target)
+    check_target(target, dtype)
     volume = _read_checked(source, series_uid)
     try:
         result = process(volume)

@@ -2,7 +2,7 @@
 
 from thinct.io.formats import Format, input_format, output_format, volume_suffix
 from thinct.io.reading import check_volume, hounsfield_warning, read_volume
-from thinct.io.writing import OUTPUT_TYPES, write_volume
+from thinct.io.writing import OUTPUT_TYPES, output_request, write_volume
 
 __all__ = [
     "OUTPUT_TYPES",
@@ -11,6 +11,7 @@ __all__ = [
     "hounsfield_warning",
     "input_format",
     "output_format",
+    "output_request",
     "read_volume",
     "volume_suffix",
     "write_volume",

@@ -24,9 +24,7 @@ OUTPUT_TYPES: tuple[str, ...] = ("int16", "float32")
 
 
 def as_output_type(image: sitk.Image, dtype: str) -> sitk.Image:
-    """Round and clip to int16 HU, or convert to float32."""
-    if dtype not in OUTPUT_TYPES:
-        raise UsageError(f"output type must be one of {', '.join(OUTPUT_TYPES)}, got {dtype!r}")
+    """Round and clip to int16 HU, or convert to float32 (``dtype`` checked by `output_request`)."""
     if dtype == "float32":
         return sitk.Cast(image, sitk.sitkFloat32)
     if image.GetPixelID() == sitk.sitkInt16:
@@ -57,6 +55,17 @@ def _check_writable(image: sitk.Image, path: Path) -> None:
             raise OutputError(f"cannot write {path}: {bad} voxels are NaN or infinite")
 
 
+def output_request(path: Path, dtype: str) -> Format:
+    """The format to write ``path`` in, refusing a name or type thinct cannot write (so callers
+    can check an output before spending time on the input)."""
+    fmt = output_format(path)
+    if dtype not in OUTPUT_TYPES:
+        raise UsageError(f"output type must be one of {', '.join(OUTPUT_TYPES)}, got {dtype!r}")
+    if fmt is Format.DICOM and dtype != "int16":
+        raise UsageError(f"{path}: DICOM output is int16 HU; drop --dtype or write another format")
+    return fmt
+
+
 def write_volume(
     volume: Volume,
     path: Path | str,
@@ -72,9 +81,7 @@ def write_volume(
     created; nothing is left behind (neither the output nor folders made for it) on failure.
     """
     path = Path(path)
-    fmt = output_format(path)
-    if fmt is Format.DICOM and dtype != "int16":
-        raise UsageError("DICOM output is int16 HU; drop --dtype or write another format")
+    fmt = output_request(path, dtype)
     if path.exists() and not overwrite:
         raise UsageError(f"{path} exists; use --overwrite to replace it")
     _check_writable(volume.image, path)
