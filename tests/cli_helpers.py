@@ -1,5 +1,6 @@
-"""Helpers shared by test_cli.py and test_batch.py: run `thinct` as a real subprocess, write
-small synthetic scans, and snapshot folders to prove that a run changed nothing it should not."""
+"""Helpers shared by test_cli.py and test_batch.py: run `thinct` as a real subprocess (or its
+entry point in this process), write small synthetic scans, and snapshot folders to prove that a
+run changed nothing it should not."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from conftest import make_image
 
+from thinct.cli import main
 from thinct.io import read_volume, write_volume
 
 # A wide terminal for rich's help text, so option names and choices are never wrapped.
@@ -35,6 +38,22 @@ def thinct(*args: object, cwd: Path | None = None) -> subprocess.CompletedProces
         encoding="utf-8",
         timeout=300,
     )
+
+
+def thinct_in_process(
+    capfd: pytest.CaptureFixture[str], *args: object
+) -> subprocess.CompletedProcess[str]:
+    """Run the console entry point `thinct.cli.main(ARGS)` in this process, in the current
+    working directory, and capture its exit code and file descriptors 1 and 2.
+
+    For runs that end before any scan is processed, it tells as much as a subprocess (the same
+    entry point, exit code and streams) without the second a new process spends on imports.
+    """
+    capfd.readouterr()  # drop what earlier steps of the test printed
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    stdout, stderr = capfd.readouterr()
+    return subprocess.CompletedProcess([str(a) for a in args], exit_info.value.code, stdout, stderr)
 
 
 def run_concurrently(jobs: Mapping[str, Callable[[], T]]) -> dict[str, T | BaseException]:
@@ -116,6 +135,18 @@ def write_scan(
     image = make_image(ct_array() if array is None else array, spacing, origin, direction)
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(image, str(path))
+    return path
+
+
+def write_long_scan(path: Path) -> Path:
+    """2 x 2 pixels, 100000 slices 0.5 mm apart (a 200 kB file): simulating thick slices from it
+    with the finest increment allowed (0.005 mm) needs over 7 TiB of slab weights, a real
+    MemoryError from numpy at once. (NIfTI stops at 32767 slices, MetaImage does not.)"""
+    array = np.full((100_000, 2, 2), -1000, dtype=np.int16)
+    array[::2] = 40
+    image = make_image(array, spacing=(1.0, 1.0, 0.5))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path), useCompression=True)
     return path
 
 

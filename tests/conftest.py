@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from thinct.errors import ThinctError
+from thinct.io import read_volume
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "data"
 SHARED_CT = ROOT.parent / "shared" / "data" / "ct"
@@ -83,3 +86,30 @@ def ct_like() -> np.ndarray:
     values = np.where(body, 40.0, -1000.0) + 300.0 * np.sin(z / 2.0) * body
     values += rng.normal(0, 10, values.shape)
     return values.astype(np.int16)
+
+
+def hu_array(shape=(6, 20, 24), seed: int = 0, *, extremes: bool = False) -> np.ndarray:
+    """Random int16 HU from -1024 to 3071 as a (z, y, x) array.
+
+    ``extremes`` puts the int16 minimum and maximum in two corners, so that any rescaling or
+    clipping on the way shows; it stays off for data that must fit a narrower stored range
+    (DICOM stored as uint16 with an intercept).
+    """
+    values = np.random.default_rng(seed).integers(-1024, 3072, shape).astype(np.int16)
+    if extremes:
+        values[0, 0, 0] = np.iinfo(np.int16).min
+        values[-1, -1, -1] = np.iinfo(np.int16).max
+    return values
+
+
+def voxels(path: Path, series_uid: str | None = None) -> np.ndarray:
+    """The voxels thinct reads from a volume file or a DICOM series folder."""
+    return read_volume(path, series_uid=series_uid).array
+
+
+def assert_clean_error(error: pytest.ExceptionInfo, path: Path | str) -> None:
+    """A thinct error reads as one line and names the file it is about."""
+    assert isinstance(error.value, ThinctError)
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(path) in message

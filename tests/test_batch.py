@@ -2,10 +2,12 @@
 several files, and OUT a folder.
 
 Rules under test: outputs mirror the input names (relative paths inside a folder, nested
-subfolders too, a DICOM series folder becomes a DICOM output folder of the same name);
-existing outputs are skipped unless --overwrite; one bad file is reported and the rest go on,
-with exit code 1 if any failed; an output folder inside the input folder is not re-processed;
-no staging folders are left behind; the inputs are never modified.
+subfolders too, a DICOM series folder becomes a DICOM output folder of the same name, a .nhdr
+input becomes a .nrrd output); a glob pattern selects scans like a folder scan does; existing
+outputs are skipped unless --overwrite; one bad file (unreadable, refused, too large for the
+memory) is reported on a line that starts with its name and the rest go on, with exit code 1
+if any failed; an output folder inside the input folder is not re-processed; no staging
+folders are left behind; the inputs are never modified.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from cli_helpers import (
     stderr_lines,
     thinct,
     write_dicom,
+    write_long_scan,
     write_scan,
 )
 
 from thinct.batch import plan_jobs
+from thinct.errors import UsageError
 
 THIN_SIZE = (28, 24, 40)  # ct_array's 8 slices of 5 mm upsampled to 1 mm (edges)
 
@@ -44,6 +48,12 @@ def _scans(folder: Path, *names: str) -> Path:
         else:
             write_dicom(folder / name, ct_array(seed=index))
     return folder
+
+
+def _not_scans(folder: Path) -> None:
+    """What a folder of scans also holds: notes, and a plain folder with a scan inside."""
+    (folder / "notes.txt").write_text("not a scan")
+    write_scan(folder / "plain" / "c.nii.gz")
 
 
 def _broken(path: Path) -> Path:
@@ -87,6 +97,14 @@ def _glob(folder: Path) -> list[object]:
     return ["upsample", "scans/*.nii.gz", "out", "--quiet"]  # quoted: no shell expands it
 
 
+def _glob_everything(folder: Path) -> list[object]:
+    """'scans/*' matches scans (one a NRRD with a detached header and data file), a note and a
+    plain folder: only the scans are processed, as in a folder scan."""
+    _scans(folder / "scans", "a.nii.gz", "e.nhdr", "series")
+    _not_scans(folder / "scans")
+    return ["upsample", "scans/*", "out"]
+
+
 def _explicit(folder: Path) -> list[object]:
     _scans(folder / "one", "a.nii.gz")
     _scans(folder / "two", "b.mha", "series")
@@ -105,6 +123,12 @@ def _into_existing_folder(folder: Path) -> list[object]:
     return ["upsample", "in.nii.gz", "existing/"]
 
 
+def _an_input_is_its_own_output(folder: Path) -> list[object]:
+    _scans(folder, "a.nii.gz")
+    _scans(folder / "scans", "b.nii.gz")
+    return ["upsample", "a.nii.gz", "scans/b.nii.gz", "scans", "--overwrite"]
+
+
 def _same_names(folder: Path) -> list[object]:
     _scans(folder, "one/a.nii.gz", "two/a.nii.gz")
     return ["upsample", "one/a.nii.gz", "two/a.nii.gz", "out"]
@@ -120,6 +144,12 @@ def _float_with_a_dicom_series(folder: Path) -> list[object]:
     return ["upsample", "scans", "out", "--dtype", "float32"]
 
 
+def _too_large_for_the_memory(folder: Path) -> list[object]:
+    write_scan(folder / "scans" / "a.nii.gz", ct_array(slices=24), (0.7, 0.7, 0.5))
+    write_long_scan(folder / "scans" / "long.mha")
+    return ["simulate", "scans", "out", "--thickness", "1", "--increment", "0.005"]
+
+
 def _simulate_folder(folder: Path) -> list[object]:
     for index, name in enumerate(("a.nii.gz", "sub/b.nii.gz")):
         write_scan(folder / "thin" / name, ct_array(slices=24, seed=index), (0.7, 0.7, 1.25))
@@ -129,13 +159,16 @@ def _simulate_folder(folder: Path) -> list[object]:
 CASES: dict[str, Callable[[Path], list[object]]] = {
     "mixed": _mixed_folder,
     "glob": _glob,
+    "glob-everything": _glob_everything,
     "explicit": _explicit,
     "explicit-broken": _explicit_with_a_broken_one,
     "into-existing-folder": _into_existing_folder,
     "same-names": _same_names,
+    "input-is-its-own-output": _an_input_is_its_own_output,
     "output-is-input-folder": _output_is_input_folder,
     "simulate": _simulate_folder,
     "float-and-dicom": _float_with_a_dicom_series,
+    "out-of-memory": _too_large_for_the_memory,
 }
 
 
@@ -188,6 +221,17 @@ def test_glob_pattern_selects_the_files_it_matches(batch_runs):
     _inputs_untouched(done, "scans")
 
 
+def test_a_glob_pattern_selects_scans_like_a_folder_scan(batch_runs):
+    done = _finished(batch_runs, "glob-everything")
+    assert_ok(done.result)
+    assert _summary(done.result).startswith("3 written, 0 skipped, 0 failed"), show(done.result)
+    out = done.folder / "out"
+    assert _outputs(out) == {"a.nii.gz", "e.nrrd", "series"}  # thinct cannot write .nhdr
+    for name in ("a.nii.gz", "e.nrrd", "series"):
+        assert read(out / name).GetSize() == THIN_SIZE, name
+    _inputs_untouched(done, "scans")
+
+
 def test_several_explicit_inputs_go_into_the_output_folder(batch_runs):
     done = _finished(batch_runs, "explicit")
     assert_ok(done.result)
@@ -219,6 +263,17 @@ def test_inputs_that_would_write_the_same_output_are_refused(batch_runs):
     assert snapshot(done.folder) == done.before
 
 
+def test_an_output_equal_to_its_input_is_a_failed_file(batch_runs):
+    """A usage error for a single job (exit 2); in a batch, one failed file (exit 1)."""
+    done = _finished(batch_runs, "input-is-its-own-output")
+    assert done.result.returncode == 1, show(done.result)
+    errors = [line for line in stderr_lines(done.result) if line.startswith("error:")]
+    assert errors == ["error: scans/b.nii.gz is the input; thinct never overwrites its input"]
+    assert _summary(done.result).startswith("1 written, 0 skipped, 1 failed"), show(done.result)
+    assert read(done.folder / "scans" / "a.nii.gz").GetSize() == THIN_SIZE
+    _inputs_untouched(done, "a.nii.gz", "scans/b.nii.gz")
+
+
 def test_output_folder_equal_to_the_input_folder_is_refused(batch_runs):
     done = _finished(batch_runs, "output-is-input-folder")
     assert_one_error(done.result, 2, "input folder")
@@ -246,6 +301,17 @@ def test_a_file_that_fails_late_is_named_and_the_others_are_written(batch_runs):
     assert errors[0].startswith("error: scans/series") and "int16" in errors[0]
     assert _outputs(done.folder / "out") == {"a.nii.gz"}
     assert read(done.folder / "out" / "a.nii.gz").GetPixelIDTypeAsString() == "32-bit float"
+
+
+def test_a_scan_too_large_for_the_memory_fails_alone(batch_runs):
+    done = _finished(batch_runs, "out-of-memory")
+    assert done.result.returncode == 1, show(done.result)
+    errors = [line for line in stderr_lines(done.result) if line.startswith("error:")]
+    assert len(errors) == 1, show(done.result)
+    assert errors[0].startswith("error: scans/long.mha: out of memory (Unable to allocate")
+    assert _summary(done.result).startswith("1 written, 0 skipped, 1 failed"), show(done.result)
+    assert _outputs(done.folder / "out") == {"a.nii.gz"}
+    _inputs_untouched(done, "scans")
 
 
 # --- runs that depend on an earlier one -------------------------------------------------
@@ -313,3 +379,36 @@ def test_plan_skips_the_output_folder_and_staging_folders(tmp_path: Path):
         assert plan.batch
         assert [job.source.name for job in plan.jobs] == ["a.nii.gz"], inputs
         assert [job.target for job in plan.jobs] == [output / "a.nii.gz"]
+
+
+def test_plan_of_a_glob_keeps_only_scans(tmp_path: Path):
+    _scans(tmp_path / "scans", "a.nii.gz", "e.nhdr", "series")
+    _not_scans(tmp_path / "scans")
+    output = tmp_path / "out"
+
+    plan = plan_jobs([str(tmp_path / "scans" / "*")], output)
+
+    assert [job.source.name for job in plan.jobs] == ["a.nii.gz", "e.nhdr", "series"]
+    targets = [output / name for name in ("a.nii.gz", "e.nrrd", "series")]
+    assert [job.target for job in plan.jobs] == targets
+
+
+def test_plan_of_a_glob_without_scans_is_a_usage_error(tmp_path: Path):
+    _not_scans(tmp_path)
+    with pytest.raises(UsageError, match="no scans match"):
+        plan_jobs([str(tmp_path / "*")], tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["e.nhdr", "E.NHDR"])
+def test_nhdr_inputs_get_nrrd_outputs(tmp_path: Path, name: str):
+    """thinct reads a detached NRRD header but writes NRRD as one file."""
+    source = write_scan(tmp_path / "scans" / "sub" / name)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    stem = name[: -len(".nhdr")]
+
+    folder_plan = plan_jobs([str(tmp_path / "scans")], tmp_path / "out")
+    single_plan = plan_jobs([str(source)], existing)
+
+    assert [job.target for job in folder_plan.jobs] == [tmp_path / "out" / "sub" / f"{stem}.nrrd"]
+    assert [job.target for job in single_plan.jobs] == [existing / f"{stem}.nrrd"]

@@ -10,7 +10,14 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from conftest import DIRECTIONS, make_image, real_dicom_folder
+from conftest import (
+    DIRECTIONS,
+    assert_clean_error,
+    hu_array,
+    make_image,
+    real_dicom_folder,
+    voxels,
+)
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
@@ -18,6 +25,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittle
 from thinct.errors import GeometryError, InputError, UsageError
 from thinct.geometry import Grid, slice_centres
 from thinct.io import read_volume, write_volume
+from thinct.io.dicom import is_dicom_folder
 from thinct.volume import Volume
 
 SPACING = (0.7, 0.8, 2.5)
@@ -25,10 +33,6 @@ ORIGIN = (-30.0, 20.5, -100.25)
 # DIRECTIONS all have determinant +1; a mirrored z axis makes the index z axis run against the
 # slice normal, so the series comes back in the opposite slice order.
 WRITE_DIRECTIONS = {**DIRECTIONS, "mirrored": (1, 0, 0, 0, 1, 0, 0, 0, -1)}
-
-
-def hu_array(shape=(6, 24, 20), seed=0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(-1024, 3072, shape).astype(np.int16)
 
 
 def build_series(
@@ -113,38 +117,25 @@ def build_series(
     return files
 
 
-def voxels(path: Path, series_uid: str | None = None) -> np.ndarray:
-    """A copy of the voxels read by thinct (``Volume.array`` of a temporary would outlive its
-    image)."""
-    return sitk.GetArrayFromImage(read_volume(path, series_uid=series_uid).image)
-
-
 def slices_of(folder: Path) -> list[pydicom.Dataset]:
     """The written slices, read independently with pydicom, in file name order."""
     return [pydicom.dcmread(path) for path in sorted(folder.iterdir())]
 
 
-def world_centres(image: sitk.Image) -> np.ndarray:
-    """Slice-centre world positions, sorted so that two stacks can be compared as sets."""
-    centres = slice_centres(Grid.of(image), 2)
-    return centres[np.lexsort(centres.T[::-1])]
-
-
 def assert_same_in_world(image: sitk.Image, reference: sitk.Image) -> None:
-    """Same voxels at the same world positions, whatever the order of the slices."""
-    np.testing.assert_allclose(world_centres(image), world_centres(reference), atol=1e-4)
-    resampled = sitk.Resample(
-        image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, -32000, image.GetPixelID()
-    )
-    np.testing.assert_array_equal(
-        sitk.GetArrayFromImage(resampled), sitk.GetArrayFromImage(reference)
-    )
-
-
-def assert_clean_error(error: pytest.ExceptionInfo, path: Path) -> None:
-    message = str(error.value)
-    assert "\n" not in message
-    assert str(path) in message
+    """Same voxels at the same world positions, whatever the order of the axes and slices:
+    every voxel centre of ``reference`` is a voxel centre of ``image``, with the same value."""
+    grid, ref = Grid.of(image), Grid.of(reference)
+    index = np.indices(ref.size).reshape(3, -1).T
+    world = ref.index_to_world(index)
+    found = (world - grid.origin) @ np.linalg.inv(grid.matrix * grid.spacing).T
+    np.testing.assert_allclose(found, np.rint(found), atol=1e-3)
+    found = np.rint(found).astype(int)
+    assert image.GetNumberOfPixels() == reference.GetNumberOfPixels()
+    assert np.all(found >= 0) and np.all(found < grid.size)
+    values = sitk.GetArrayViewFromImage(image)[found[:, 2], found[:, 1], found[:, 0]]
+    expected = sitk.GetArrayViewFromImage(reference)[index[:, 2], index[:, 1], index[:, 0]]
+    np.testing.assert_array_equal(values, expected)
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -172,6 +163,34 @@ def test_round_trip_keeps_exact_geometry_when_slices_follow_the_normal(tmp_path)
     np.testing.assert_array_equal(back.array, volume.array)
     np.testing.assert_allclose(back.image.GetOrigin(), ORIGIN, atol=1e-4)
     np.testing.assert_allclose(back.image.GetDirection(), DIRECTIONS["oblique"], atol=1e-4)
+
+
+@pytest.mark.parametrize("direction", WRITE_DIRECTIONS.values(), ids=WRITE_DIRECTIONS.keys())
+@pytest.mark.parametrize("axis", [0, 1], ids=["sagittal", "coronal"])
+def test_slices_along_x_or_y_are_written_as_such(tmp_path, axis, direction):
+    """A stack along index x (sagittal) or y (coronal) is written one file per slice across
+    that axis, so SliceThickness and SpacingBetweenSlices are its 5 mm and not the 0.7 mm of
+    the pixels, and it reads back as the same voxels at the same world positions."""
+    spacing = [0.7, 0.7, 0.7]
+    spacing[axis] = 5.0
+    shape = [20, 24, 16]  # (z, y, x)
+    shape[2 - axis] = 6
+    volume = Volume(make_image(hu_array(shape, extremes=True), spacing, ORIGIN, direction))
+    folder = tmp_path / "series"
+    write_volume(volume, folder)
+    written = slices_of(folder)
+    assert len(written) == 6
+    for s in written:
+        assert float(s.SliceThickness) == pytest.approx(5.0)
+        assert float(s.SpacingBetweenSlices) == pytest.approx(5.0)
+        np.testing.assert_allclose([float(v) for v in s.PixelSpacing], [0.7, 0.7])
+        orientation = np.array(s.ImageOrientationPatient, dtype=float).reshape(2, 3)
+        normal = np.cross(orientation[0], orientation[1])
+        slice_direction = np.asarray(direction, dtype=float).reshape(3, 3)[:, axis]
+        np.testing.assert_allclose(abs(normal @ slice_direction), 1.0, atol=1e-6)
+    positions = np.array([s.ImagePositionPatient for s in written], dtype=float)
+    np.testing.assert_allclose(positions, slice_centres(Grid.of(volume.image), axis), atol=1e-4)
+    assert_same_in_world(read_volume(folder).image, volume.image)
 
 
 def test_written_tags(tmp_path):
@@ -219,7 +238,7 @@ def test_written_tags(tmp_path):
         np.testing.assert_allclose([float(v) for v in s.PixelSpacing], [0.8, 0.7])
         assert "SYNTHETIC" in s.DerivationDescription
         assert "thinct" in s.DerivationDescription
-        assert "DERIVED" in s.ImageType
+        assert list(s.ImageType) == ["DERIVED", "SECONDARY"]
     positions = np.array([s.ImagePositionPatient for s in written], dtype=float)
     np.testing.assert_allclose(positions, slice_centres(Grid.of(volume.image), 2), atol=1e-4)
     assert [int(s.InstanceNumber) for s in written] == list(range(1, 7))
@@ -343,14 +362,22 @@ def test_orientation_from_image_orientation_patient(tmp_path, name):
     np.testing.assert_allclose(volume.image.GetSpacing(), (0.7, 0.8, 3.0), atol=1e-5)
 
 
-def test_two_series_need_a_choice(tmp_path):
-    folder = tmp_path / "study"
+def two_series(folder: Path, **second_tags) -> None:
+    """Two series side by side in ``folder``: 1.2.826.0.1.1 (8 slices of ``hu_array``) and
+    1.2.826.0.1.2 (6 slices, seed 3), with ``second_tags`` set on every slice of the second."""
     first = build_series(folder / "a", hu_array((8, 32, 32)), series_uid="1.2.826.0.1.1")
-    second = build_series(folder / "b", hu_array((6, 32, 32), seed=3), series_uid="1.2.826.0.1.2")
+    second = build_series(
+        folder / "b", hu_array((6, 32, 32), seed=3), series_uid="1.2.826.0.1.2", **second_tags
+    )
     for path in (*first, *second):
         path.rename(folder / f"{path.parent.name}-{path.name}")
     for sub in ("a", "b"):
         (folder / sub).rmdir()
+
+
+def test_two_series_need_a_choice(tmp_path):
+    folder = tmp_path / "study"
+    two_series(folder)
 
     with pytest.raises(UsageError) as error:
         read_volume(folder)
@@ -367,29 +394,58 @@ def test_two_series_need_a_choice(tmp_path):
     assert_clean_error(error, folder)
 
 
-def test_missing_slice(tmp_path):
-    origin = np.array([-20.0, 10.0, -50.0])
-    positions = [origin + [0, 0, 2.5 * k] for k in (0, 1, 2, 3, 5, 6, 7, 8)]
+def test_unreadable_series_is_listed_among_the_others(tmp_path, capfd):
+    """GDCM lists a series whose slices it cannot decode (7 bits allocated); the list of
+    series still comes out, that one marked unreadable, and the other one can be chosen."""
+    folder = tmp_path / "study"
+    two_series(folder, BitsAllocated=7)
+    with pytest.raises(UsageError, match="--series") as error:
+        read_volume(folder)
+    assert_clean_error(error, folder)
+    assert "1.2.826.0.1.1 (8 slices" in str(error.value)
+    assert "1.2.826.0.1.2 (unreadable" in str(error.value)
+    assert capfd.readouterr().err == ""
+    np.testing.assert_array_equal(voxels(folder, "1.2.826.0.1.1"), hu_array((8, 32, 32)))
+    with pytest.raises(InputError, match="unreadable DICOM slice") as error:
+        read_volume(folder, series_uid="1.2.826.0.1.2")
+    assert_clean_error(error, folder)
+
+
+def test_folder_that_gdcm_cannot_list(tmp_path, capfd):
+    """A header GDCM cannot make sense of (SamplesPerPixel 0) stops its listing of the whole
+    folder: a one-line error, and the folder still counts as DICOM so that it is reported."""
+    folder = tmp_path / "study"
+    two_series(folder, SamplesPerPixel=0)
+    with pytest.raises(InputError, match="unreadable DICOM file") as error:
+        read_volume(folder)
+    assert_clean_error(error, folder)
+    assert capfd.readouterr().err == ""
+    assert is_dicom_folder(folder)
+
+
+def test_is_dicom_folder(tmp_path):
+    files = build_series(tmp_path / "study" / "series", hu_array((3, 8, 8)))
+    (tmp_path / "empty").mkdir()
+    assert is_dicom_folder(tmp_path / "study" / "series")
+    assert not is_dicom_folder(tmp_path / "study")  # the series is one level down
+    assert not is_dicom_folder(tmp_path / "empty")
+    assert not is_dicom_folder(files[0])
+    assert not is_dicom_folder(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("offsets", "reason"),
+    [
+        ([(0, 0, 2.5 * k) for k in (0, 1, 2, 3, 5, 6, 7, 8)], "non-uniform"),
+        ([(0, 0, 2.5 * k) for k in (0, 1, 2, 3, 3, 4, 5, 6)], "same position"),
+        ([(0, 0.4 * k, 2.5 * k) for k in range(8)], "tilt"),
+    ],
+    ids=["missing-slice", "duplicated-position", "gantry-tilt"],
+)
+def test_irregular_stack(tmp_path, offsets, reason):
+    positions = np.array([-20.0, 10.0, -50.0]) + np.array(offsets)
     build_series(tmp_path / "s", hu_array((8, 32, 32)), positions=positions)
-    with pytest.raises(GeometryError, match="non-uniform") as error:
-        read_volume(tmp_path / "s")
-    assert_clean_error(error, tmp_path / "s")
-
-
-def test_duplicated_positions(tmp_path):
-    origin = np.array([-20.0, 10.0, -50.0])
-    positions = [origin + [0, 0, 2.5 * k] for k in (0, 1, 2, 3, 3, 4, 5, 6)]
-    build_series(tmp_path / "s", hu_array((8, 32, 32)), positions=positions)
-    with pytest.raises(GeometryError, match="same position") as error:
-        read_volume(tmp_path / "s")
-    assert_clean_error(error, tmp_path / "s")
-
-
-def test_gantry_tilt(tmp_path):
-    origin = np.array([-20.0, 10.0, -50.0])
-    positions = [origin + [0, 0.4 * k, 2.5 * k] for k in range(8)]
-    build_series(tmp_path / "s", hu_array((8, 32, 32)), positions=positions)
-    with pytest.raises(GeometryError, match="tilt") as error:
+    with pytest.raises(GeometryError, match=reason) as error:
         read_volume(tmp_path / "s")
     assert_clean_error(error, tmp_path / "s")
 

@@ -12,17 +12,26 @@ def _fenced_blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
 
 
-def test_ci_runs_the_readme_test_command():
+def _quick_start_commands() -> list[str]:
     readme = (ROOT / "README.md").read_text()
-    commands = [block.strip() for block in _fenced_blocks(readme, "bash") if "pytest" in block]
-    assert len(commands) == 1, "the Quick start should have exactly one test command"
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in _fenced_blocks(section, "bash")]
+
+
+def test_quick_start_has_two_commands_install_and_run_then_test():
+    run, test = _quick_start_commands()
+    assert run.startswith("pip install") and "thinct upsample examples/" in run
+    assert test.startswith("pip install") and "pytest" in test
+
+
+def test_ci_runs_the_readme_quick_start_verbatim():
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
-    assert commands[0] in ci_lines
+    for command in _quick_start_commands():
+        assert command in ci_lines
 
 
 def test_readme_quick_start_uses_the_shipped_example():
-    readme = (ROOT / "README.md").read_text()
-    run = next(b for b in _fenced_blocks(readme, "bash") if "thinct upsample examples/" in b)
+    run = _quick_start_commands()[0]
     example = re.search(r"thinct upsample (\S+)", run).group(1)
     assert (ROOT / example).is_file()
 

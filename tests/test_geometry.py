@@ -14,8 +14,10 @@ from conftest import DIRECTIONS, make_image, rotation
 
 from thinct.errors import GeometryError, UsageError
 from thinct.geometry import (
+    MAX_RATIO,
     Grid,
     check_slice_positions,
+    check_target_options,
     slab_extent,
     slice_axis,
     slice_centres,
@@ -333,10 +335,49 @@ def test_factor_and_spacing_together_is_a_usage_error():
         thin_grid(thick_grid(3), spacing=1.0, factor=5)
 
 
-@pytest.mark.parametrize("factor", [1, 0, -3, 2.5])
+@pytest.mark.parametrize("factor", [1, 0, -3, 2.5, 101, 100000])
 def test_bad_factor_is_a_usage_error(factor):
-    with pytest.raises(UsageError, match="factor"):
+    with pytest.raises(UsageError, match="--factor must be a whole number from 2 to 100"):
         thin_grid(thick_grid(3), factor=factor)
+
+
+def test_the_largest_factor_is_the_ratio_limit():
+    thin = thin_grid(thick_grid(3), factor=MAX_RATIO)
+    assert MAX_RATIO == 100
+    assert thin.grid.size[2] == 3 * MAX_RATIO
+
+
+@pytest.mark.parametrize("spacing", [0.0001, 5.0 / 100.5])
+def test_a_target_over_the_ratio_limit_is_a_usage_error(spacing):
+    """Not a geometry problem but an option no scan can use, refused before any voxel of the
+    (huge) thin grid is allocated."""
+    with pytest.raises(UsageError, match=r"thin slices of each 5 mm slice; the most is 100"):
+        thin_grid(thick_grid(3), spacing=spacing)
+
+
+def test_a_target_at_the_ratio_limit_is_fine():
+    thin = thin_grid(thick_grid(3), spacing=5.0 / MAX_RATIO, align="centers")
+    assert thin.grid.size[2] == 2 * MAX_RATIO + 1
+
+
+@pytest.mark.parametrize(
+    ("spacing", "factor", "says"),
+    [
+        (1.0, 5, "give either --spacing or --factor, not both"),
+        (None, 1, "--factor must be"),
+        (None, 101, "--factor must be"),
+        (0.0, None, "--spacing must be a positive number of mm"),
+        (math.nan, None, "--spacing must be a positive number of mm"),
+    ],
+)
+def test_target_options_are_checked_without_a_scan(spacing, factor, says):
+    with pytest.raises(UsageError, match=says):
+        check_target_options(spacing, factor)
+
+
+@pytest.mark.parametrize(("spacing", "factor"), [(None, None), (0.5, None), (None, 2), (None, 100)])
+def test_good_target_options_pass(spacing, factor):
+    check_target_options(spacing, factor)
 
 
 @pytest.mark.parametrize("spacing", [0.0, -1.0, math.nan, math.inf])

@@ -3,6 +3,8 @@ grid built by hand, real values in every slice, and exact thick slices where the
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -211,3 +213,13 @@ def test_input_is_unchanged_and_provenance_kept():
     assert volume.image.GetSize() == (9, 7, 6)
     assert result.dicom_tags == {"0010|0020": "PATIENT"}
     assert result.slice_thickness == pytest.approx(1.25)
+
+
+def test_a_thin_grid_too_large_for_the_memory_is_a_memory_error():
+    """ITK reports a failed allocation as a generic RuntimeError; it must come out as the
+    MemoryError it is (which the CLI reports in one line), with the size it asked for."""
+    volume = thick_volume(DIRECTIONS["axis-aligned"])
+    thin = thin_grid(Grid.of(volume.image), factor=5)
+    huge = replace(thin, grid=replace(thin.grid, size=(100_000, 100_000, 100_000)))
+    with pytest.raises(MemoryError, match=r"the 100000 x 100000 x 100000 thin volume needs"):
+        interpolate(volume, huge, "linear")

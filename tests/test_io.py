@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import os
 import resource
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import DIRECTIONS, make_image
+from conftest import DIRECTIONS, assert_clean_error, hu_array, make_image, voxels
 
-from thinct.errors import InputError, OutputError, ThinctError, UsageError
-from thinct.io import hounsfield_warning, read_volume, write_volume
+from thinct.errors import InputError, OutputError, UsageError
+from thinct.io import STAGING_SUFFIX, hounsfield_warning, output_format, read_volume, write_volume
+from thinct.io.formats import Format
+from thinct.io.writing import _move_into_place
 from thinct.volume import Volume
 
 FILE_FORMATS = [".nii", ".nii.gz", ".nrrd", ".mha", ".mhd"]
@@ -25,16 +28,8 @@ SPACING = (0.7, 0.8, 2.5)
 ORIGIN = (-30.0, 20.5, -100.25)
 
 
-def hu_array(shape=(6, 20, 24), seed=0) -> np.ndarray:
-    """Random int16 HU with the int16 extremes in it, so any rescaling or clipping shows."""
-    values = np.random.default_rng(seed).integers(-1024, 3072, shape).astype(np.int16)
-    values[0, 0, 0] = np.iinfo(np.int16).min
-    values[-1, -1, -1] = np.iinfo(np.int16).max
-    return values
-
-
-def ct_volume(direction=DIRECTIONS["axis-aligned"], shape=(6, 20, 24)) -> Volume:
-    return Volume(make_image(hu_array(shape), SPACING, ORIGIN, direction))
+def ct_volume(direction=DIRECTIONS["axis-aligned"], shape=(6, 20, 24), seed=0) -> Volume:
+    return Volume(make_image(hu_array(shape, seed, extremes=True), SPACING, ORIGIN, direction))
 
 
 def assert_same_geometry(image: sitk.Image, reference: sitk.Image, atol: float = 1e-4) -> None:
@@ -44,22 +39,14 @@ def assert_same_geometry(image: sitk.Image, reference: sitk.Image, atol: float =
     np.testing.assert_allclose(image.GetDirection(), reference.GetDirection(), atol=atol)
 
 
-def assert_clean_error(error: pytest.ExceptionInfo, path: Path | str) -> None:
-    """A thinct error reads as one line and names the file it is about."""
-    assert isinstance(error.value, ThinctError)
-    message = str(error.value)
-    assert "\n" not in message
-    assert str(path) in message
-
-
-def voxels(path: Path) -> np.ndarray:
-    """A copy of the voxels of a file (``Volume.array`` of a temporary would outlive its image)."""
-    return sitk.GetArrayFromImage(read_volume(path).image)
-
-
 def listing(folder: Path) -> list[str]:
     """Everything under ``folder``, hidden entries included."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    """The bytes of every file under ``folder``, by relative path."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 @contextlib.contextmanager
@@ -96,7 +83,7 @@ def test_round_trip_keeps_hu_and_geometry(tmp_path, suffix, direction):
 
 @pytest.mark.parametrize("suffix", FILE_FORMATS)
 def test_float32_output_keeps_fractions(tmp_path, suffix):
-    values = hu_array().astype(np.float32) + np.float32(0.375)
+    values = hu_array(extremes=True).astype(np.float32) + np.float32(0.375)
     volume = Volume(make_image(values, SPACING, ORIGIN, DIRECTIONS["oblique"]))
     path = tmp_path / f"scan{suffix}"
     write_volume(volume, path, dtype="float32")
@@ -151,7 +138,7 @@ def test_example_scan_round_trip(tmp_path, example_thin):
 def test_output_folder_is_created(tmp_path):
     path = tmp_path / "new" / "deeper" / "scan.nii.gz"
     write_volume(ct_volume(), path)
-    np.testing.assert_array_equal(voxels(path), hu_array())
+    np.testing.assert_array_equal(voxels(path), ct_volume().array)
     assert listing(tmp_path / "new") == ["deeper", "deeper/scan.nii.gz"]
 
 
@@ -195,6 +182,17 @@ def test_input_is_never_modified(tmp_path, example_thick):
     assert source.stat().st_mtime_ns == 1_000_000_000
 
 
+@pytest.mark.parametrize("name", ["thin_1.25mm", "CT_5.0mm", "1.2.840.113619.2.55", "scan.v2"])
+def test_dotted_name_with_digits_is_a_dicom_folder(tmp_path, name):
+    """A dot followed by digits is part of a folder name (a spacing, a version, a UID), not an
+    unknown file type."""
+    path = tmp_path / name
+    assert output_format(path) is Format.DICOM
+    write_volume(ct_volume(), path)
+    assert path.is_dir()
+    np.testing.assert_array_equal(voxels(path), ct_volume().array)
+
+
 # --- bad input -------------------------------------------------------------------------------
 
 
@@ -214,7 +212,9 @@ def test_unsupported_input_type(tmp_path, name):
     assert_clean_error(error, path)
 
 
-@pytest.mark.parametrize("name", ["scan.png", "scan.dcm", "scan.nhdr", "scan.tif"])
+@pytest.mark.parametrize(
+    "name", ["scan.png", "scan.dcm", "scan.nhdr", "scan.tif", "notes.txt", "scan.gzz"]
+)
 def test_unsupported_output_type(tmp_path, name):
     path = tmp_path / name
     with pytest.raises(UsageError, match="unsupported output type") as error:
@@ -231,6 +231,32 @@ def test_truncated_nifti(tmp_path, example_thick, suffix):
     path = tmp_path / f"cut{suffix}"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="truncated") as error:
+        read_volume(path)
+    assert_clean_error(error, path)
+
+
+def test_uncompressed_nifti_named_nii_gz_is_read(tmp_path, example_thick):
+    """ITK reads it (zlib passes an uncompressed stream through), so thinct must not call it
+    corrupt; gzip is told by the first bytes, not by the name."""
+    path = tmp_path / "plain.nii.gz"
+    path.write_bytes(gzip.decompress(example_thick.read_bytes()))
+    np.testing.assert_array_equal(voxels(path), voxels(example_thick))
+
+
+def test_truncated_uncompressed_nifti_named_nii_gz(tmp_path, example_thick):
+    data = gzip.decompress(example_thick.read_bytes())
+    path = tmp_path / "plain.nii.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="truncated file") as error:
+        read_volume(path)
+    assert_clean_error(error, path)
+
+
+def test_compressed_nifti_named_nii(tmp_path, example_thick):
+    """ITK cannot read it; the message says why instead of calling it an unreadable image."""
+    path = tmp_path / "packed.nii"
+    path.write_bytes(example_thick.read_bytes())
+    with pytest.raises(InputError, match="gzip-compressed") as error:
         read_volume(path)
     assert_clean_error(error, path)
 
@@ -271,29 +297,20 @@ def test_text_file_with_image_name(tmp_path, suffix, capfd):
     assert capfd.readouterr().err == ""
 
 
-@pytest.mark.parametrize("suffix", [".nii.gz", ".mha"])
-def test_2d_image(tmp_path, suffix):
-    path = tmp_path / f"plane{suffix}"
-    sitk.WriteImage(sitk.Image(16, 16, sitk.sitkInt16), str(path))
-    with pytest.raises(InputError, match="2D") as error:
-        read_volume(path)
-    assert_clean_error(error, path)
-
-
+@pytest.mark.parametrize(
+    ("image", "reason"),
+    [
+        (sitk.Image(16, 16, sitk.sitkInt16), "2D"),
+        (sitk.Image([8, 8, 4, 3], sitk.sitkInt16), "4D"),
+        (sitk.Image([8, 8, 4], sitk.sitkVectorUInt8, 3), "3 values per voxel"),
+    ],
+    ids=["2D", "4D", "multichannel"],
+)
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
-def test_4d_image(tmp_path, suffix):
-    path = tmp_path / f"series{suffix}"
-    sitk.WriteImage(sitk.Image([8, 8, 4, 3], sitk.sitkInt16), str(path))
-    with pytest.raises(InputError, match="4D") as error:
-        read_volume(path)
-    assert_clean_error(error, path)
-
-
-@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
-def test_multichannel_image(tmp_path, suffix):
-    path = tmp_path / f"colour{suffix}"
-    sitk.WriteImage(sitk.Image([8, 8, 4], sitk.sitkVectorUInt8, 3), str(path))
-    with pytest.raises(InputError, match="3 values per voxel") as error:
+def test_not_one_3d_intensity_volume(tmp_path, suffix, image, reason):
+    path = tmp_path / f"image{suffix}"
+    sitk.WriteImage(image, str(path))
+    with pytest.raises(InputError, match=reason) as error:
         read_volume(path)
     assert_clean_error(error, path)
 
@@ -347,8 +364,9 @@ def test_finite_float_nifti_is_read(tmp_path):
 def test_series_uid_only_for_dicom(tmp_path):
     path = tmp_path / "scan.nii.gz"
     write_volume(ct_volume(), path)
-    with pytest.raises(UsageError, match="DICOM"):
+    with pytest.raises(UsageError, match="DICOM") as error:
         read_volume(path, series_uid="1.2.3")
+    assert_clean_error(error, path)
 
 
 # --- bad output ------------------------------------------------------------------------------
@@ -396,6 +414,26 @@ def test_failed_overwrite_keeps_the_old_output(tmp_path, name):
         write_volume(ct_volume(shape=(6, 64, 64)), path, overwrite=True)
     assert listing(tmp_path) == before
     np.testing.assert_array_equal(voxels(path), old.array)
+
+
+@pytest.mark.parametrize("name", ["scan.nii.gz", "scan.mhd", "dicom"])
+def test_failed_move_into_place_puts_the_old_output_back(tmp_path, name):
+    """The named output missing from the staging folder when its turn comes makes its move
+    fail for real (no such file). What was moved in before it (the new MetaImage data file)
+    and what was moved aside for it (the old file or DICOM folder) must go back."""
+    parent = tmp_path / "out"
+    write_volume(ct_volume(shape=(3, 8, 8)), parent / name)
+    before = contents(parent)
+    write_volume(ct_volume(shape=(4, 8, 8), seed=1), tmp_path / "new" / name)
+    staging = parent / f".{name}.test{STAGING_SUFFIX}"
+    staging.mkdir()
+    for item in (tmp_path / "new").iterdir():
+        if item.name != name:
+            item.rename(staging / item.name)  # staged like write_volume does, minus the output
+    with pytest.raises(FileNotFoundError):
+        _move_into_place(staging, staging / name, parent)
+    shutil.rmtree(staging)
+    assert contents(parent) == before
 
 
 @pytest.mark.parametrize("name", ["scan.nii.gz", "scan.mha", "dicom"])

@@ -15,8 +15,8 @@ from conftest import DIRECTIONS, make_image, shared_scan
 
 import thinct
 from thinct.errors import GeometryError, UsageError
-from thinct.geometry import Grid, slice_axis, slice_centres
-from thinct.simulate import simulate_thick, slab_plan
+from thinct.geometry import MAX_RATIO, Grid, slice_axis, slice_centres
+from thinct.simulate import check_slab_options, simulate_thick, slab_plan
 from thinct.volume import Volume
 
 ORIGIN = (-30.0, 20.0, -100.0)
@@ -414,8 +414,46 @@ def test_unknown_profile(profile):
 
 @pytest.mark.parametrize("fwhm", [0.0, -1.0, math.nan])
 def test_bad_fwhm(fwhm):
-    with pytest.raises(UsageError, match="FWHM"):
+    with pytest.raises(UsageError, match="--fwhm must be a positive number"):
         simulate_thick(thin_volume(random_array((8, 2, 2))), 5.0, profile="gaussian", fwhm=fwhm)
+
+
+def test_fwhm_of_a_boxcar_is_refused_rather_than_ignored():
+    with pytest.raises(UsageError, match="--fwhm only applies to --profile gaussian"):
+        simulate_thick(thin_volume(random_array((8, 2, 2))), 5.0, fwhm=3.0)
+
+
+@pytest.mark.parametrize(
+    ("thickness", "increment", "profile", "fwhm", "says"),
+    [
+        (0.0, None, "boxcar", None, "--thickness"),
+        (5.0, math.inf, "boxcar", None, "--increment"),
+        (5.0, None, "gaussian", -1.0, "--fwhm must be"),
+        (5.0, None, "boxcar", 5.0, "--fwhm only applies"),
+        (5.0, None, "triangle", None, "--profile must be one of boxcar, gaussian"),
+    ],
+)
+def test_slab_options_are_checked_without_a_scan(thickness, increment, profile, fwhm, says):
+    with pytest.raises(UsageError, match=says):
+        check_slab_options(thickness, increment, profile, fwhm)
+
+
+def test_good_slab_options_pass():
+    check_slab_options(5.0, 2.5, "gaussian", 4.0)
+    check_slab_options(5.0, None, "boxcar", None)
+
+
+def test_an_increment_over_the_ratio_limit_is_a_usage_error():
+    """Far more thick slices than thin ones: refused before the weights fill the memory."""
+    with pytest.raises(UsageError, match=r"per 1\.25 mm thin slice; the most is 100"):
+        slab_plan(8, 1.25, 5.0, increment=0.0001)
+    with pytest.raises(UsageError, match="the most is 100"):
+        slab_plan(8, 1.25, 5.0, increment=1.25 / 100.5)
+
+
+def test_an_increment_at_the_ratio_limit_is_fine():
+    plan = slab_plan(8, 1.25, 5.0, increment=1.25 / MAX_RATIO)
+    assert plan.weights.shape == (401, 8)  # (10 - 5) mm / 0.0125 mm + 1
 
 
 @pytest.mark.parametrize("axis", [3, -1])
@@ -448,6 +486,18 @@ def test_round_trip_geometry_on_any_direction(direction_name):
     back = thinct.upsample_volume(simulate_thick(thin, 5.0), method="nearest", spacing=1.25)
     np.testing.assert_allclose(
         slice_centres(Grid.of(back.image), 2), slice_centres(Grid.of(thin.image), 2), atol=1e-9
+    )
+
+
+def test_round_trip_leaves_out_the_thin_slices_beyond_the_last_full_slab():
+    """docs/geometry.md: 66 slices of 1.25 mm give 16 slabs of 5 mm, and back 64 of the 66
+    thin positions, the first 64."""
+    thin = thin_volume(random_array((66, 2, 2)))
+    thick = simulate_thick(thin, 5.0)
+    back = thinct.upsample_volume(thick, method="nearest", spacing=1.25)
+    assert thick.image.GetSize()[2] == 16
+    np.testing.assert_allclose(
+        slice_centres(Grid.of(back.image), 2), slice_centres(Grid.of(thin.image), 2)[:64], atol=1e-9
     )
 
 

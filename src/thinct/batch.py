@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from thinct.errors import ThinctError, UsageError
-from thinct.io import volume_suffix
-from thinct.io.dicom import list_series
-from thinct.pipeline import check_output_path
+from thinct.io import STAGING_SUFFIX, volume_suffix
+from thinct.io.dicom import is_dicom_folder
+from thinct.reporting import out_of_memory
 
 _GLOB_CHARACTERS = set("*?[")
-_STAGING_SUFFIX = ".thinct-tmp"
+# Formats thinct reads but cannot write, and the extension their outputs get instead.
+_WRITTEN_AS = {".nhdr": ".nrrd"}
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,19 @@ class Outcome:
     message: str = ""
 
 
-def is_dicom_folder(folder: Path) -> bool:
-    return folder.is_dir() and bool(list_series(folder))
+def _is_scan(path: Path) -> bool:
+    """A volume file or a DICOM series folder: what a batch processes, whatever else is there."""
+    if path.is_file():
+        return volume_suffix(path) is not None
+    return is_dicom_folder(path)
+
+
+def _output_name(relative: Path) -> Path:
+    """The output path of an input in a batch: the same, with an extension thinct can write."""
+    suffix = volume_suffix(relative)
+    if suffix not in _WRITTEN_AS:
+        return relative
+    return relative.with_name(relative.name[: -len(suffix)] + _WRITTEN_AS[suffix])
 
 
 def _scans_in_folder(folder: Path, output: Path) -> Iterable[tuple[Path, Path]]:
@@ -53,23 +65,27 @@ def _scans_in_folder(folder: Path, output: Path) -> Iterable[tuple[Path, Path]]:
         dirs[:] = sorted(
             name
             for name in dirs
-            if not name.endswith(_STAGING_SUFFIX) and not _inside(here / name, output)
+            if not name.endswith(STAGING_SUFFIX) and not _inside(here / name, output)
         )
-        if here != folder and is_dicom_folder(here):
+        if here != folder and _is_scan(here):
             dirs[:] = []
             yield here, here.relative_to(folder)
             continue
         for name in sorted(files):
-            if volume_suffix(name) is not None:
+            if _is_scan(here / name):
                 yield here / name, (here / name).relative_to(folder)
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _glob_scans(pattern: str, output: Path) -> list[Path]:
+    """The scans a glob pattern matches, like a folder scan: other files (notes, the data
+    files of detached headers) and plain folders are left out, and so is the output folder,
+    which a pattern like 'scans/*' matches when it lies inside scans/."""
+    matches = (Path(match) for match in sorted(glob.glob(pattern)))
+    return [match for match in matches if _is_scan(match) and not _inside(match, output)]
 
 
 def plan_jobs(inputs: Sequence[str], output: Path) -> Plan:
@@ -81,7 +97,8 @@ def plan_jobs(inputs: Sequence[str], output: Path) -> Plan:
         source = Path(inputs[0])
         if source.is_file() or is_dicom_folder(source):
             if output.is_dir() and not is_dicom_folder(output):
-                output = output / source.name  # an existing plain folder: write into it
+                # An existing plain folder: write into it, under the input's name.
+                output = output / _output_name(Path(source.name))
             return Plan(jobs=[Job(source, output)], batch=False)
     pairs: list[tuple[Path, Path]] = []
     for pattern in inputs:
@@ -97,10 +114,9 @@ def plan_jobs(inputs: Sequence[str], output: Path) -> Plan:
         elif path.exists():
             pairs.append((path, Path(path.name)))
         elif _GLOB_CHARACTERS & set(pattern):
-            # A pattern like 'scans/*' also matches an output folder inside scans/.
-            matches = [Path(m) for m in sorted(glob.glob(pattern)) if not _inside(Path(m), output)]
+            matches = _glob_scans(pattern, output)
             if not matches:
-                raise UsageError(f"no files match {pattern}")
+                raise UsageError(f"no scans match {pattern}")
             pairs.extend((match, Path(match.name)) for match in matches)
         else:
             raise UsageError(f"{path}: no such file or folder")
@@ -114,12 +130,20 @@ def plan_jobs(inputs: Sequence[str], output: Path) -> Plan:
         raise UsageError(
             f"{output} is a file name; with several inputs or a folder the output must be a folder"
         )
-    jobs = [Job(source, output / relative) for source, relative in pairs]
+    jobs = [Job(source, output / _output_name(relative)) for source, relative in pairs]
     targets = [job.target for job in jobs]
     clashes = sorted({str(t) for t in targets if targets.count(t) > 1})
     if clashes:
         raise UsageError(f"several inputs would write the same output: {', '.join(clashes)}")
     return Plan(jobs=jobs, batch=True)
+
+
+def _failure(job: Job, message: str) -> Outcome:
+    """A failed job whose message names its input first: in a batch, the line must say which
+    of the files failed, even when the error itself is about the output."""
+    if str(job.source) not in message:
+        message = f"{job.source}: {message}"
+    return Outcome(job, "failed", message)
 
 
 def run_jobs(
@@ -128,18 +152,22 @@ def run_jobs(
     overwrite: bool,
     report: Callable[[Outcome], None],
 ) -> list[Outcome]:
-    """Run every job; existing outputs are skipped unless ``overwrite``; failures are collected."""
+    """Run every job; existing outputs are skipped unless ``overwrite``; failures are collected.
+
+    A scan too large for the memory fails on its own: the next one may well fit.
+    """
     outcomes = []
     for job in jobs:
         if job.target.exists() and not overwrite:
             outcome = Outcome(job, "skipped", "output exists")
         else:
             try:
-                check_output_path(job.source, job.target)
                 process(job)
                 outcome = Outcome(job, "done")
             except ThinctError as error:
-                outcome = Outcome(job, "failed", str(error))
+                outcome = _failure(job, str(error))
+            except MemoryError as error:
+                outcome = _failure(job, out_of_memory(error))
         outcomes.append(outcome)
         report(outcome)
     return outcomes

@@ -7,23 +7,24 @@ Exit codes: 0 success, 1 a failure while processing (in a batch: at least one fi
 from __future__ import annotations
 
 import json
-import math
 import sys
 import warnings
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from thinct import __version__
 from thinct.batch import Job, Outcome, plan_jobs, run_jobs
 from thinct.errors import ThinctError, ThinctWarning, UsageError
+from thinct.geometry import check_target_options
 from thinct.io import read_volume
 from thinct.pipeline import simulate_file, upsample_file
-from thinct.reporting import Reporter
-from thinct.summary import scan_summary
+from thinct.reporting import Reporter, os_failure, out_of_memory
+from thinct.simulate import check_slab_options
+from thinct.summary import format_summary, scan_summary
 
 app = typer.Typer(
     name="thinct",
@@ -103,12 +104,6 @@ def _split_output(arguments: list[str]) -> tuple[list[str], Path]:
     return arguments[:-1], Path(arguments[-1])
 
 
-def _check_length(option: str, value: float | None) -> None:
-    """Refuse a length that is not a positive number of mm (a usage error, exit 2)."""
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise UsageError(f"{option} must be a positive number of mm, got {value:g}")
-
-
 def _run_command(
     arguments: list[str],
     overwrite: bool,
@@ -141,28 +136,43 @@ def _run_command(
                 if issubclass(warning.category, ThinctWarning):
                     reporter.warning(str(warning.message))
 
-        if not plan.batch:
-            try:
-                process(plan.jobs[0])
-            except ThinctError as error:
-                reporter.error(str(error))
-                raise typer.Exit(error.exit_code) from None
-            reporter.info(f"wrote {plan.jobs[0].target}")
-            return
+        if plan.batch:
+            _run_batch(plan.jobs, output, process, overwrite, reporter)
+        else:
+            _run_single(plan.jobs[0], process, reporter)
 
-        with reporter.task("files", total=len(plan.jobs)) as advance_files:
-            done = 0
 
-            def report(outcome: Outcome) -> None:
-                nonlocal done
-                done += 1
-                advance_files(done)
-                if outcome.status == "failed":
-                    reporter.error(outcome.message)
-                elif outcome.status == "skipped":
-                    reporter.info(f"skipped {outcome.job.source}: {outcome.job.target} exists")
+def _run_single(job: Job, process: Callable[[Job], None], reporter: Reporter) -> None:
+    """One job: its error, usage or processing, decides the exit code."""
+    try:
+        process(job)
+    except ThinctError as error:
+        reporter.error(str(error))
+        raise typer.Exit(error.exit_code) from None
+    reporter.info(f"wrote {job.target}")
 
-            outcomes = run_jobs(plan.jobs, process, overwrite, report)
+
+def _run_batch(
+    jobs: list[Job],
+    output: Path,
+    process: Callable[[Job], None],
+    overwrite: bool,
+    reporter: Reporter,
+) -> None:
+    """Many jobs: each failure is one line and the rest go on; any failure makes exit 1."""
+    with reporter.task("files", total=len(jobs)) as advance_files:
+        done = 0
+
+        def report(outcome: Outcome) -> None:
+            nonlocal done
+            done += 1
+            advance_files(done)
+            if outcome.status == "failed":
+                reporter.error(outcome.message)
+            elif outcome.status == "skipped":
+                reporter.info(f"skipped {outcome.job.source}: {outcome.job.target} exists")
+
+        outcomes = run_jobs(jobs, process, overwrite, report)
     counts = {
         status: sum(o.status == status for o in outcomes)
         for status in ("done", "skipped", "failed")
@@ -229,11 +239,7 @@ def upsample(
         )
 
     def check_options() -> None:
-        if spacing is not None and factor is not None:
-            raise UsageError("give either --spacing or --factor, not both")
-        if factor is not None and factor < 2:
-            raise UsageError(f"--factor must be a whole number of at least 2, got {factor}")
-        _check_length("--spacing", spacing)
+        check_target_options(spacing, factor)
 
     _run_command(arguments, overwrite, quiet, "upsampling", work, check_options)
 
@@ -287,46 +293,9 @@ def simulate(
         advance(1.0)
 
     def check_options() -> None:
-        _check_length("--thickness", thickness)
-        _check_length("--increment", increment)
-        _check_length("--fwhm", fwhm)
-        if fwhm is not None and profile is not Profile.gaussian:
-            # It would be ignored: the boxcar profile has no width but the thickness.
-            raise UsageError("--fwhm only applies to --profile gaussian")
+        check_slab_options(thickness, increment, profile.value, fwhm)
 
     _run_command(arguments, overwrite, quiet, "simulating", work, check_options)
-
-
-def _format_summary(summary: dict) -> str:
-    hu = summary["hu"]
-    size = " x ".join(str(v) for v in summary["size"])
-    spacing = " x ".join(f"{v:g}" for v in summary["spacing_mm"])
-    direction = summary["direction"]
-    rows = [direction[0:3], direction[3:6], direction[6:9]]
-    thickness = summary["slice_thickness_mm"]
-    look = summary["slices_look"]
-    lines = [
-        f"file:         {summary['path']}",
-        f"size:         {size} voxels ({summary['pixel_type']})",
-        f"spacing:      {spacing} mm",
-        f"origin:       {', '.join(f'{v:g}' for v in summary['origin_mm'])} mm (LPS)",
-        "direction:    " + " | ".join(" ".join(f"{v:g}" for v in row) for row in rows),
-        f"slices:       {summary['slices']} {summary['slice_plane']} slices "
-        f"along {summary['slice_axis']}, {summary['slice_spacing_mm']:g} mm apart"
-        + (f", {thickness:g} mm thick" if thickness else "")
-        + f", covering {summary['extent_mm']:g} mm",
-        f"intensities:  min {hu['min']:g}, 1% {hu['p1']:g}, median {hu['median']:g}, "
-        f"99% {hu['p99']:g}, max {hu['max']:g}, mean {hu['mean']:.1f}",
-    ]
-    if look == "thick":
-        lines.append("looks thick:  yes, `thinct upsample` will make 1 mm slices from it")
-    elif look == "thin":
-        lines.append("looks thick:  no, the slices are already thin")
-    else:
-        lines.append("looks thick:  borderline (between 1.5 and 2.5 mm)")
-    if summary["intensity_warning"]:
-        lines.append(f"warning:      {summary['intensity_warning']}")
-    return "\n".join(lines)
 
 
 @app.command()
@@ -338,15 +307,21 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Show a scan's geometry, HU statistics and whether it looks thick."""
-    reporter = Reporter(quiet=True)
-    try:
-        if not Path(path).exists():
-            raise UsageError(f"{path}: no such file or folder")
-        summary = scan_summary(read_volume(path, series_uid=series))
-    except ThinctError as error:
-        reporter.error(str(error))
-        raise typer.Exit(error.exit_code) from None
-    typer.echo(json.dumps(summary, indent=2) if as_json else _format_summary(summary))
+    with Reporter(quiet=True) as reporter:
+        try:
+            if not Path(path).exists():
+                raise UsageError(f"{path}: no such file or folder")
+            summary = scan_summary(read_volume(path, series_uid=series))
+        except ThinctError as error:
+            reporter.error(str(error))
+            raise typer.Exit(error.exit_code) from None
+    typer.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+
+
+def _exit_with_error(message: str, code: int) -> NoReturn:
+    """The last resort of `main`, after the reporter has closed: still one ``error:`` line."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -355,12 +330,18 @@ def main(args: list[str] | None = None) -> None:
     Runs the app outside click's standalone mode so that command-line mistakes caught by the
     parser (an unknown option, a bad choice, a missing argument) are reported like every other
     usage error: one ``error:`` line naming the help command, and exit code 2.
+
+    A scan too large for the memory, or a path the system refuses (a folder the user may not
+    enter, a name too long), is no bug in thinct either: one line and exit code 1.
     """
     try:
         code = app(args=args, standalone_mode=False)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _exit_with_error("interrupted", 130)
+    except MemoryError as error:
+        _exit_with_error(out_of_memory(error), 1)
+    except OSError as error:
+        _exit_with_error(os_failure(error), 1)
     except Exception as error:
         # typer vendors click, so its parser errors are recognised by their interface.
         if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):

@@ -22,6 +22,9 @@ ALIGNMENTS: tuple[str, ...] = ("edges", "centers")
 
 # Slice counts are floor(length / spacing); this absorbs float noise such as 3 * 10 / 1.25.
 _COUNT_EPS = 1e-6
+# The most thin slices per thick slice (upsampling) or thick per thin (simulating): 100 is far
+# beyond any real reconstruction, and a mistyped option beyond it would fill the memory.
+MAX_RATIO = 100
 
 
 @dataclass(frozen=True)
@@ -102,18 +105,25 @@ def slice_axis(spacing: tuple[float, ...] | list[float]) -> int:
     return axis
 
 
+def check_target_options(spacing: float | None, factor: int | None) -> None:
+    """Refuse a target spacing or factor that can never work, before any scan is read.
+
+    The ratio limit for ``spacing`` needs the scan's slice spacing, so `thin_grid` checks it.
+    """
+    if spacing is not None and factor is not None:
+        raise UsageError("give either --spacing or --factor, not both")
+    if factor is not None and (int(factor) != factor or not 2 <= factor <= MAX_RATIO):
+        raise UsageError(f"--factor must be a whole number from 2 to {MAX_RATIO}, got {factor:g}")
+    if spacing is not None and not (math.isfinite(spacing) and spacing > 0):
+        raise UsageError(f"--spacing must be a positive number of mm, got {spacing:g}")
+
+
 def target_spacing(thick_spacing: float, spacing: float | None, factor: int | None) -> float:
     """Resolve ``--spacing`` / ``--factor`` into a slice spacing in mm (default 1.0 mm)."""
-    if spacing is not None and factor is not None:
-        raise UsageError("give either a target spacing or a factor, not both")
+    check_target_options(spacing, factor)
     if factor is not None:
-        if int(factor) != factor or factor < 2:
-            raise UsageError(f"the factor must be a whole number of at least 2, got {factor}")
         return thick_spacing / factor
-    spacing = 1.0 if spacing is None else float(spacing)
-    if not math.isfinite(spacing) or spacing <= 0:
-        raise UsageError(f"the target spacing must be a positive number of mm, got {spacing}")
-    return spacing
+    return 1.0 if spacing is None else float(spacing)
 
 
 def thin_grid(
@@ -129,7 +139,7 @@ def thin_grid(
     for an integer ratio r. ``centers`` runs from the first thick slice centre to the last
     ((n - 1) * r + 1 slices). For non-integer ratios, ``edges`` keeps the largest whole number
     of thin slices and centres them in the extent; ``centers`` starts at the first thick centre.
-    In-plane sampling is left untouched.
+    In-plane sampling is left untouched. At most `MAX_RATIO` thin slices per thick slice.
     """
     if align not in ALIGNMENTS:
         raise UsageError(f"alignment must be one of {', '.join(ALIGNMENTS)}, got {align!r}")
@@ -142,6 +152,12 @@ def thin_grid(
     if thin >= thick * (1 - 1e-6):
         raise GeometryError(
             f"slices are already {thick:g} mm apart; a target of {thin:g} mm is not thinner"
+        )
+    if thick / thin > MAX_RATIO * (1 + 1e-9):
+        # Far beyond any real reconstruction, and the grid alone would fill the memory.
+        raise UsageError(
+            f"a target of {thin:g} mm would make {round(thick / thin, 1):g} thin slices of each "
+            f"{thick:g} mm slice; the most is {MAX_RATIO} (--spacing {thick / MAX_RATIO:g} or more)"
         )
     if align == "edges":
         extent = n * thick

@@ -43,5 +43,14 @@ def interpolate(
     resampler.SetDefaultPixelValue(float(np.min(sitk.GetArrayViewFromImage(volume.image))))
     if progress is not None:
         resampler.AddCommand(sitk.sitkProgressEvent, lambda: progress(resampler.GetProgress()))
-    image = resampler.Execute(volume.image)
+    try:
+        image = resampler.Execute(volume.image)
+    except RuntimeError as error:
+        # ITK reports a failed allocation as a generic exception; as a MemoryError it reads
+        # as what it is wherever it is caught, like numpy's.
+        if "Failed to allocate memory" not in str(error):
+            raise
+        size = " x ".join(str(v) for v in thin.grid.size)
+        gib = np.prod(thin.grid.size, dtype=float) * 4 / 2**30
+        raise MemoryError(f"the {size} thin volume needs {gib:,.1f} GiB") from None
     return volume.with_image(image, slice_thickness=thin.spacing)

@@ -29,23 +29,31 @@ def same_path(first: Path, second: Path) -> bool:
 
 
 def check_output_path(source: Path, target: Path) -> None:
-    """Refuse an output that would replace the input, whatever --overwrite says."""
+    """Refuse an output that would replace the input, whatever --overwrite says.
+
+    That includes a folder that holds the input (an existing DICOM output folder given again
+    as the output): replacing the folder would delete the input with it.
+    """
     if same_path(source, target):
         raise UsageError(f"{target} is the input; thinct never overwrites its input")
+    if source.resolve().is_relative_to(target.resolve()):
+        raise UsageError(f"{target} holds the input {source}; thinct never overwrites its input")
 
 
 def check_target(target: Path, dtype: str = "int16") -> None:
     """Refuse an output that could never be written before the input is read and processed.
 
-    Reading and interpolating a full scan takes a while; a typo in the output's extension or a
-    path through a regular file should fail at once, with a message that says what is wrong
-    (creating the folder would only report "File exists").
+    Reading and interpolating a full scan takes a while; a typo in the output's extension, a
+    path through a regular file or a folder the user may not write in should fail at once, with
+    a message that says what is wrong (creating the folder would only report "File exists").
     """
     output_request(target, dtype)
     for folder in target.parents:  # nearest first; the first that exists decides
         if folder.exists():
             if not folder.is_dir():
                 raise OutputError(f"cannot write {target}: {folder} is a file, not a folder")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise OutputError(f"cannot write {target}: no permission to write in {folder}")
             return
 
 

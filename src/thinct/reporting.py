@@ -7,8 +7,11 @@ wrapped, so each one can be grepped from a log.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -21,15 +24,37 @@ from rich.progress import (
 )
 
 
-class Reporter:
-    """Progress and messages for one command run; use as a context manager."""
+def _own_stderr() -> TextIO | None:
+    """A stream on a duplicate of the stderr file descriptor, or None when stderr has no
+    descriptor (an in-memory capture such as typer's CliRunner)."""
+    try:
+        descriptor = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    return os.fdopen(descriptor, "w", buffering=1, encoding="utf-8", errors="replace")
 
-    def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
+
+class Reporter:
+    """Progress and messages for one command run; use as a context manager.
+
+    The console writes to its own duplicate of the stderr descriptor. While ITK works, thinct
+    points descriptor 2 at a file to keep ITK's messages (`thinct.io.native`); the progress
+    bar, redrawn by a thread of its own, must go on drawing on the terminal rather than into
+    those messages, where it would garble the error they explain.
+    """
+
+    console: Console  # made by __enter__, on the stream it opens
+
+    def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
-        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self._stream: TextIO | None = None
         self._progress: Progress | None = None
 
     def __enter__(self) -> Reporter:
+        self._stream = _own_stderr()
+        self.console = Console(
+            file=self._stream, stderr=self._stream is None, highlight=False, soft_wrap=True
+        )
         if not self.quiet and self.console.is_terminal:
             self._progress = Progress(
                 SpinnerColumn(),
@@ -47,6 +72,9 @@ class Reporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     @contextmanager
     def task(self, description: str, total: float = 1.0) -> Iterator[Callable[[float], None]]:
@@ -69,3 +97,16 @@ class Reporter:
 
     def error(self, message: str) -> None:
         self.console.print(f"error: {message}", style="red", markup=False)
+
+
+def out_of_memory(error: MemoryError) -> str:
+    """The message for a scan too large for the memory. It is no bug, so no traceback; the size
+    numpy or ITK asked for, when it says, tells how far out of reach the scan is."""
+    return f"out of memory ({str(error) or 'the scan and its result do not fit'})"
+
+
+def os_failure(error: OSError) -> str:
+    """The message for a path the system refuses (a folder the user may not enter, a name too
+    long): the path first and the system's reason, like thinct's own errors."""
+    reason = error.strerror or str(error)
+    return f"{error.filename}: {reason}" if error.filename else reason

@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from thinct.errors import GeometryError, UsageError
-from thinct.geometry import Grid, slice_axis
+from thinct.geometry import MAX_RATIO, Grid, slice_axis
 from thinct.volume import Volume
 
 PROFILES: tuple[str, ...] = ("boxcar", "gaussian")
@@ -36,6 +36,24 @@ class SlabPlan:
     increment: float
 
 
+def check_slab_options(
+    thickness: float, increment: float | None, profile: str, fwhm: float | None
+) -> None:
+    """Refuse slab options that can never work, before any scan is read.
+
+    The limits that depend on the thin spacing (thicker than a thin slice, an increment not
+    absurdly fine) need the scan, so `slab_plan` checks them.
+    """
+    if profile not in PROFILES:
+        raise UsageError(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    for option, value in (("--thickness", thickness), ("--increment", increment), ("--fwhm", fwhm)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{option} must be a positive number of mm, got {value:g}")
+    if fwhm is not None and profile != "gaussian":
+        # It would be ignored: the boxcar profile has no width but the thickness.
+        raise UsageError("--fwhm only applies to --profile gaussian")
+
+
 def slab_plan(
     n_thin: int,
     thin_spacing: float,
@@ -49,17 +67,22 @@ def slab_plan(
     Slabs start at the outer edge of the first thin slice and step by ``increment`` (default:
     the thickness) while they fit inside the thin scan's extent. ``boxcar`` averages over the
     slab; ``gaussian`` uses a Gaussian profile of full width at half maximum ``fwhm``
-    (default: the thickness) centred on the slab, renormalised where it leaves the scan.
+    (default: the thickness) centred on the slab, renormalised where it leaves the scan. The
+    increment may be down to 1/`MAX_RATIO` of the thin spacing.
     """
+    check_slab_options(thickness, increment, profile, fwhm)
     increment = thickness if increment is None else increment
-    if profile not in PROFILES:
-        raise UsageError(f"slice profile must be one of {', '.join(PROFILES)}, got {profile!r}")
-    for name, value in (("thickness", thickness), ("increment", increment)):
-        if not math.isfinite(value) or value <= 0:
-            raise UsageError(f"the slice {name} must be a positive number of mm, got {value}")
     if thickness <= thin_spacing * (1 + 1e-6):
         raise GeometryError(
             f"slices are {thin_spacing:g} mm apart; a {thickness:g} mm thick slice is not thicker"
+        )
+    if increment < thin_spacing / MAX_RATIO * (1 - 1e-9):
+        # Far beyond any real reconstruction, and the weights alone would fill the memory.
+        ratio = round(thin_spacing / increment, 1)
+        raise UsageError(
+            f"an increment of {increment:g} mm would make {ratio:g} thick slices per "
+            f"{thin_spacing:g} mm thin slice; the most is {MAX_RATIO} "
+            f"(--increment {thin_spacing / MAX_RATIO:g} or more)"
         )
     extent = n_thin * thin_spacing
     if thickness > extent * (1 + 1e-9):
@@ -74,10 +97,7 @@ def slab_plan(
         overlap = np.minimum(upper[None], end) - np.maximum(lower[None], start)
         weights = np.clip(overlap, 0.0, None) / thickness
     else:
-        width = thickness if fwhm is None else fwhm
-        if not math.isfinite(width) or width <= 0:
-            raise UsageError(f"the profile FWHM must be a positive number of mm, got {width}")
-        sigma = width * _FWHM_TO_SIGMA
+        sigma = (thickness if fwhm is None else fwhm) * _FWHM_TO_SIGMA
         cdf = np.vectorize(lambda z: 0.5 * (1.0 + math.erf(z / (sigma * math.sqrt(2.0)))))
         weights = cdf(upper[None] - centres[:, None]) - cdf(lower[None] - centres[:, None])
     weights = weights / weights.sum(axis=1, keepdims=True)

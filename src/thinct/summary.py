@@ -15,6 +15,11 @@ from thinct.volume import Volume
 THIN_LIMIT_MM = 1.5
 THICK_LIMIT_MM = 2.5
 _PLANES = ("sagittal", "coronal", "axial")  # slice normal along LPS x, y, z
+_VERDICTS = {
+    "thick": "yes, `thinct upsample` will make 1 mm slices from it",
+    "thin": "no, the slices are already thin",
+    "borderline": f"borderline (between {THIN_LIMIT_MM:g} and {THICK_LIMIT_MM:g} mm)",
+}
 
 
 def slice_plane(grid: Grid, axis: int) -> str:
@@ -37,7 +42,7 @@ def scan_summary(volume: Volume) -> dict[str, Any]:
     elif spacing <= THIN_LIMIT_MM:
         verdict = "thin"
     else:
-        verdict = "intermediate"
+        verdict = "borderline"
     return {
         "path": str(volume.source) if volume.source else None,
         "size": list(grid.size),
@@ -62,3 +67,30 @@ def scan_summary(volume: Volume) -> dict[str, Any]:
         "slices_look": verdict,
         "intensity_warning": hounsfield_warning(volume.image),
     }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The text `thinct info` prints: `scan_summary` as aligned lines a person can read."""
+    hu = summary["hu"]
+    size = " x ".join(str(v) for v in summary["size"])
+    spacing = " x ".join(f"{v:g}" for v in summary["spacing_mm"])
+    direction = summary["direction"]
+    rows = [direction[0:3], direction[3:6], direction[6:9]]
+    thickness = summary["slice_thickness_mm"]
+    lines = [
+        f"file:         {summary['path']}",
+        f"size:         {size} voxels ({summary['pixel_type']})",
+        f"spacing:      {spacing} mm",
+        f"origin:       {', '.join(f'{v:g}' for v in summary['origin_mm'])} mm (LPS)",
+        "direction:    " + " | ".join(" ".join(f"{v:g}" for v in row) for row in rows),
+        f"slices:       {summary['slices']} {summary['slice_plane']} slices "
+        f"along {summary['slice_axis']}, {summary['slice_spacing_mm']:g} mm apart"
+        + (f", {thickness:g} mm thick" if thickness else "")
+        + f", covering {summary['extent_mm']:g} mm",
+        f"intensities:  min {hu['min']:g}, 1% {hu['p1']:g}, median {hu['median']:g}, "
+        f"99% {hu['p99']:g}, max {hu['max']:g}, mean {hu['mean']:.1f}",
+        f"looks thick:  {_VERDICTS[summary['slices_look']]}",
+    ]
+    if summary["intensity_warning"]:
+        lines.append(f"warning:      {summary['intensity_warning']}")
+    return "\n".join(lines)

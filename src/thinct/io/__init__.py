@@ -2,10 +2,11 @@
 
 from thinct.io.formats import Format, input_format, output_format, volume_suffix
 from thinct.io.reading import check_volume, hounsfield_warning, read_volume
-from thinct.io.writing import OUTPUT_TYPES, output_request, write_volume
+from thinct.io.writing import OUTPUT_TYPES, STAGING_SUFFIX, output_request, write_volume
 
 __all__ = [
     "OUTPUT_TYPES",
+    "STAGING_SUFFIX",
     "Format",
     "check_volume",
     "hounsfield_warning",

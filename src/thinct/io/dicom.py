@@ -8,7 +8,8 @@ silently resampled wrong.
 Writing makes a new series in the same study and frame of reference as the source (so PACS and
 viewers file it next to the original and can link the two), with fresh Series and SOP Instance
 UIDs, per-slice ImagePositionPatient, slice thickness and spacing, and a derivation description
-that says the images are synthetic.
+that says the images are synthetic. The files hold the volume's own slices, whichever index axis
+they are stacked along (a sagittal stack becomes sagittal images).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from thinct.errors import GeometryError, InputError, OutputError, UsageError
-from thinct.geometry import Grid, check_slice_positions
+from thinct.geometry import Grid, check_slice_positions, slice_axis
 from thinct.io.native import first_reason, native_stderr_captured
 from thinct.volume import Volume
 
@@ -53,9 +54,31 @@ def new_uid() -> str:
 
 
 def list_series(folder: Path) -> list[str]:
-    """Series Instance UIDs of the DICOM series directly inside ``folder``."""
+    """Series Instance UIDs of the DICOM series directly inside ``folder``.
+
+    GDCM gives up on the whole folder when one file has a header it cannot make sense of
+    (SamplesPerPixel 0, say); that is an `InputError` naming the folder, not a traceback.
+    """
     with native_stderr_captured():
-        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+        try:
+            return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+        except RuntimeError as error:
+            reason = first_reason(str(error))
+    raise InputError(f"{folder}: unreadable DICOM file ({reason})")
+
+
+def is_dicom_folder(folder: Path) -> bool:
+    """Whether ``folder`` directly holds at least one DICOM series.
+
+    A folder whose DICOM files are too broken to list counts too: reading it then says what is
+    wrong, where answering no would quietly skip it.
+    """
+    if not folder.is_dir():
+        return False
+    try:
+        return bool(list_series(folder))
+    except InputError:
+        return True
 
 
 def _slice_header(path: str) -> sitk.ImageFileReader:
@@ -67,8 +90,13 @@ def _slice_header(path: str) -> sitk.ImageFileReader:
 
 
 def _describe_series(folder: Path, uid: str) -> str:
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
-    header = _slice_header(files[0])
+    """One entry of the list of series a folder holds. A series whose first slice cannot be
+    read is listed as unreadable rather than ending the listing: the user may want another."""
+    try:
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+        header = _slice_header(files[0])
+    except RuntimeError as error:
+        return f"{uid} (unreadable: {first_reason(str(error))})"
     description = (
         header.GetMetaData(SERIES_DESCRIPTION).strip()
         if header.HasMetaDataKey(SERIES_DESCRIPTION)
@@ -167,11 +195,25 @@ def _decimal_string(value: float) -> str:
     return f"{value:.2e}"
 
 
+def _slices_last(image: sitk.Image) -> sitk.Image:
+    """The same voxels at the same world positions, with the slice axis as index axis 2.
+
+    A DICOM file is one slice and SliceThickness belongs to the slice axis, so a stack along x
+    or y (sagittal, coronal) is written as planes across that axis. The axes are rotated
+    cyclically, which keeps the handedness of the direction matrix.
+    """
+    axis = slice_axis(image.GetSpacing())
+    if axis == 2:
+        return image
+    return sitk.PermuteAxes(image, [(axis + 1) % 3, (axis + 2) % 3, axis])
+
+
 def write_series(volume: Volume, folder: Path, description: str) -> None:
-    """Write an int16 volume as a CT DICOM series into a new folder (slices along index z)."""
-    image = volume.image
-    if image.GetPixelID() != sitk.sitkInt16:
+    """Write an int16 volume as a CT DICOM series into a new folder, one file per slice along
+    the volume's slice axis (`thinct.geometry.slice_axis`)."""
+    if volume.image.GetPixelID() != sitk.sitkInt16:
         raise UsageError("DICOM output is written as int16 HU")
+    image = _slices_last(volume.image)
     grid = Grid.of(image)
     now = datetime.datetime.now()
     direction = grid.matrix
@@ -187,7 +229,8 @@ def write_series(volume: Volume, folder: Path, description: str) -> None:
         "0020|0011": "9001",
         "0008|0021": now.strftime("%Y%m%d"),
         "0008|0031": now.strftime("%H%M%S"),
-        "0008|0008": "DERIVED\\SECONDARY\\AXIAL",
+        # No third value: the defined terms for CT (AXIAL, LOCALIZER) do not fit other planes.
+        "0008|0008": "DERIVED\\SECONDARY",
         "0008|103e": description[:64],
         "0008|2111": description[:1024],
         "0018|0050": _decimal_string(thickness),

@@ -6,6 +6,10 @@ reports no error, which would silently turn a broken download into a scan with a
 Reading the stream to its end (which also checks the gzip CRC) and comparing its length with
 what the header promises catches that. The same reader also replaces NaN and infinite floats
 with 0 (water, in HU) without a word, so the float voxels are checked on that same pass.
+
+Whether a file is gzip-compressed is told by its first bytes, not its name: ITK reads an
+uncompressed NIfTI named .nii.gz (zlib passes such a stream through), but not a compressed one
+named .nii, which is refused here with a message that says so.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from thinct.errors import InputError
 
 _CHUNK = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
 # NIfTI datatype codes of the real floating-point types that numpy can check.
 _FLOAT_DATATYPES = {16: "f4", 64: "f8"}
 
@@ -89,10 +94,21 @@ class _FiniteCheck:
         self.count += int(values.size - np.count_nonzero(np.isfinite(values)))
 
 
+def _is_gzip(path: Path) -> bool:
+    """Whether the file starts with the gzip magic bytes."""
+    with open(path, "rb") as stream:
+        return stream.read(2) == _GZIP_MAGIC
+
+
 def check_nifti_complete(path: Path) -> None:
     """Raise `InputError` unless the NIfTI file holds all the data its header announces and,
     for float voxels, unless every voxel is finite."""
-    compressed = path.name.lower().endswith(".gz")
+    try:
+        compressed = _is_gzip(path)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
+    if compressed and not path.name.lower().endswith(".gz"):
+        raise InputError(f"{path}: gzip-compressed data; ITK reads it only when named .nii.gz")
     opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as stream:

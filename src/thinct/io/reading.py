@@ -31,7 +31,7 @@ def read_volume(path: Path | str, series_uid: str | None = None) -> Volume:
         volume = dicom.read_series(path, series_uid)
     else:
         if series_uid is not None:
-            raise UsageError("--series only applies to DICOM series folders")
+            raise UsageError(f"{path}: --series only applies to DICOM series folders")
         if fmt is Format.NIFTI:
             check_nifti_complete(path)
         volume = Volume(image=_read_image_file(path), source=path)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import SimpleITK as sitk
@@ -19,8 +19,10 @@ from thinct.io.integrity import check_nifti_complete
 from thinct.io.native import first_reason, native_stderr_captured
 from thinct.volume import Volume
 
-OutputType = Literal["int16", "float32"]
 OUTPUT_TYPES: tuple[str, ...] = ("int16", "float32")
+# The hidden staging folder beside an output is named ".NAME.<random>" + STAGING_SUFFIX, so that
+# whatever walks output folders (batch discovery) can recognise and skip one left by a crash.
+STAGING_SUFFIX = ".thinct-tmp"
 
 
 def as_output_type(image: sitk.Image, dtype: str) -> sitk.Image:
@@ -90,7 +92,7 @@ def write_volume(
     created = _first_missing(parent)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".thinct-tmp", dir=parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=STAGING_SUFFIX, dir=parent))
     except OSError as error:
         _remove_empty_folders(parent, created)
         raise OutputError(
@@ -167,14 +169,57 @@ def _check_written_nifti(path: Path) -> None:
         ) from None
 
 
+@dataclass
+class _Swap:
+    """One staged item replacing ``target``, undoable while the staging folder exists: the old
+    target is kept at ``kept`` (a path inside the staging folder)."""
+
+    item: Path
+    target: Path
+    kept: Path
+    placed: bool = False
+
+    def run(self) -> None:
+        if self.target.is_file() and not self.target.is_symlink() and self.item.is_file():
+            # A hard link keeps the old file while os.replace swaps in the new one atomically,
+            # so readers never find the output missing.
+            _link_or_rename(self.target, self.kept)
+        elif self.target.exists() or self.target.is_symlink():
+            os.rename(self.target, self.kept)
+        os.replace(self.item, self.target)
+        self.placed = True
+
+    def undo(self) -> None:
+        if self.placed:
+            os.replace(self.target, self.item)
+        if self.kept.exists() or self.kept.is_symlink():
+            os.replace(self.kept, self.target)
+
+
 def _move_into_place(staging: Path, staged: Path, parent: Path) -> None:
-    """Move staged files into ``parent``; the named output (a MetaImage header) goes last."""
-    items = sorted(staging.iterdir(), key=lambda item: item == staged)
-    for index, item in enumerate(items):
-        target = parent / item.name
-        if item.is_dir() or target.is_dir():
-            if target.exists() or target.is_symlink():
-                os.rename(target, staging / f".replaced-{index}")
-            os.rename(item, target)
-        else:
-            os.replace(item, target)
+    """Move the staged files into ``parent``, the named output (a MetaImage header) last.
+
+    What they replace is kept in ``staging`` until all are in place, and put back if a move
+    fails or is interrupted: a failed overwrite leaves the old output (a MetaImage header and
+    its data file, a DICOM folder) as it was. A missing ``staged`` is such a failure, not a
+    success with the old output still there.
+    """
+    items = [item for item in staging.iterdir() if item != staged] + [staged]
+    kept = Path(tempfile.mkdtemp(prefix=".replaced-", dir=staging))
+    swaps: list[_Swap] = []
+    try:
+        for item in items:
+            swaps.append(_Swap(item, parent / item.name, kept / item.name))
+            swaps[-1].run()
+    except BaseException:
+        for swap in reversed(swaps):
+            swap.undo()
+        raise
+
+
+def _link_or_rename(path: Path, kept: Path) -> None:
+    """Keep ``path`` at ``kept``: a hard link where the file system has them, else moved."""
+    try:
+        os.link(path, kept)
+    except OSError:
+        os.rename(path, kept)
