@@ -12,6 +12,7 @@ in a process of its own before anything else is loaded), and the wall time of th
 `thinct upsample` command (start-up, read, interpolate, write). Prints a markdown table.
 
     python benchmarks/bench_baselines.py [--repeats 3] [--methods bspline linear]
+                                         [--cases simulated real]
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def run_one(thick_path: Path, spacing: float, method: str, repeats: int, simulat
 
     thick = thinct.read_volume(thick_path)
     times = []
+    result = None
     for _ in range(repeats):
+        result = None  # free the previous result: peak memory is that of one run
         start = time.perf_counter()
         result = thinct.upsample_volume(thick, method=method, spacing=spacing)
         times.append(time.perf_counter() - start)
@@ -82,6 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=["nearest", "linear", "bspline", "lanczos"])
+    parser.add_argument("--cases", nargs="+", default=["simulated", "real"])
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -104,11 +108,11 @@ def main() -> None:
             ["thinct", "simulate", str(REFERENCE), str(simulated_path), "--thickness", "5", "-q"],
             check=True,
         )
-        cases = [
-            (SIMULATED, simulated_path, 1.25, True),
-            (REAL, SHARED / "pyradiomics_lung1_5mm.nii.gz", 1.0, False),
-        ]
-        for case, path, spacing, simulated in cases:
+        cases = {
+            "simulated": (SIMULATED, simulated_path, 1.25, True),
+            "real": (REAL, SHARED / "pyradiomics_lung1_5mm.nii.gz", 1.0, False),
+        }
+        for case, path, spacing, simulated in (cases[name] for name in args.cases):
             for method in args.methods:
                 one = [str(path), str(spacing), method, "1" if simulated else "0"]
                 command = [sys.executable, __file__, "--repeats", str(args.repeats), "--one", *one]
