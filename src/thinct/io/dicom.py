@@ -63,8 +63,9 @@ def list_series(folder: Path) -> list[str]:
         try:
             return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
         except RuntimeError as error:
-            reason = first_reason(str(error))
-    raise InputError(f"{folder}: unreadable DICOM file ({reason})")
+            raise InputError(
+                f"{folder}: unreadable DICOM file ({first_reason(str(error))})"
+            ) from None
 
 
 def is_dicom_folder(folder: Path) -> bool:
@@ -242,7 +243,6 @@ def write_series(volume: Volume, folder: Path, description: str) -> None:
     folder.mkdir(parents=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    failure: tuple[str, str] | None = None
     with native_stderr_captured():
         for k in range(grid.size[2]):
             # A one-slice 3D image, not a 2D plane: once GDCM has read any DICOM file in this
@@ -261,8 +261,4 @@ def write_series(volume: Volume, folder: Path, description: str) -> None:
             try:
                 writer.Execute(plane)
             except RuntimeError as error:
-                failure = (name, first_reason(str(error)))
-                break
-    if failure is not None:
-        name, reason = failure
-        raise OutputError(f"DICOM slice {name}: {reason}")
+                raise OutputError(f"DICOM slice {name}: {first_reason(str(error))}") from None
