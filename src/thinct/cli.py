@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from torch import nn
 
 from thinct import __version__
 from thinct.batch import Job, Outcome, plan_jobs, run_jobs
 from thinct.errors import ThinctError, ThinctWarning, UsageError
 from thinct.geometry import check_target_options
+from thinct.inference import InferenceOptions
+from thinct.inference import check_options as check_inference_options
 from thinct.io import read_volume
+from thinct.models import load_model
 from thinct.pipeline import simulate_file, upsample_file
 from thinct.reporting import Reporter, os_failure, out_of_memory
 from thinct.simulate import check_slab_options
@@ -185,15 +189,41 @@ def _run_batch(
         raise typer.Exit(1)
 
 
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
 @app.command()
 def upsample(
     arguments: Inputs,
     method: Annotated[
-        Method,
+        Method | None,
         typer.Option(
-            "--method", "-m", help="Interpolation method (bspline is the paper's BIS baseline)."
+            "--method",
+            "-m",
+            help="Interpolation method (bspline is the paper's BIS baseline) "
+            "(default: bspline, unless --model is given).",
+            show_default=False,
         ),
-    ] = Method.bspline,
+    ] = None,
+    model_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            metavar="SPEC",
+            help="Predict the thin slices with a model: a model folder (config.json + "
+            "model.safetensors), an official checkpoint file, or a registered name.",
+        ),
+    ] = None,
     spacing: Annotated[
         float | None,
         typer.Option("--spacing", metavar="MM", help="Target slice spacing in mm (default 1.0)."),
@@ -214,6 +244,29 @@ def upsample(
             "centers: first to last thick-slice centre ((n-1)*r+1 slices).",
         ),
     ] = Align.edges,
+    device: Annotated[
+        Device, typer.Option("--device", help="Where a model runs (auto: CUDA, MPS, then CPU).")
+    ] = Device.auto,
+    precision: Annotated[
+        Precision,
+        typer.Option("--precision", help="Model arithmetic; bf16/fp16 are faster on GPUs."),
+    ] = Precision.fp32,
+    tile: Annotated[
+        int, typer.Option("--tile", metavar="PX", help="In-plane tile size for a model.")
+    ] = InferenceOptions.tile,
+    tile_overlap: Annotated[
+        int,
+        typer.Option("--tile-overlap", metavar="PX", help="Pixels shared by adjacent tiles."),
+    ] = InferenceOptions.tile_overlap,
+    z_overlap: Annotated[
+        int,
+        typer.Option(
+            "--z-overlap", metavar="N", help="Thick slices shared by consecutive model windows."
+        ),
+    ] = InferenceOptions.z_overlap,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", metavar="N", help="Tiles per model forward pass.")
+    ] = InferenceOptions.batch_size,
     series: Series = None,
     dtype: Dtype = OutputType.int16,
     overwrite: Overwrite = False,
@@ -223,12 +276,21 @@ def upsample(
 
     Example: thinct upsample thick.nii.gz thin.nii.gz --spacing 1.0
     """
+    options = InferenceOptions(
+        z_overlap=z_overlap,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+        device=device.value,
+        precision=precision.value,
+    )
+    loaded: dict[str, nn.Module] = {}
 
     def work(job: Job, advance: Callable[[float], None]) -> None:
         upsample_file(
             job.source,
             job.target,
-            method=method.value,
+            method=(method or Method.bspline).value,
             spacing=spacing,
             factor=factor,
             align=align.value,
@@ -236,10 +298,20 @@ def upsample(
             dtype=dtype.value,
             series_uid=series,
             progress=advance,
+            model=loaded.get("model"),
+            model_name=model_spec and Path(model_spec).name,
+            options=options,
         )
 
     def check_options() -> None:
         check_target_options(spacing, factor)
+        if model_spec is None:
+            return
+        if method is not None:
+            raise UsageError("give either --model or --method, not both")
+        check_inference_options(options)
+        loaded["model"] = load_model(model_spec)
+        check_inference_options(options, loaded["model"].config.slices)
 
     _run_command(arguments, overwrite, quiet, "upsampling", work, check_options)
 
@@ -316,6 +388,65 @@ def info(
             reporter.error(str(error))
             raise typer.Exit(error.exit_code) from None
     typer.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+
+
+@app.command()
+def convert(
+    checkpoint: Annotated[
+        str,
+        typer.Argument(
+            metavar="OFFICIAL", help="An official CTHNet or TVSRN checkpoint (.pkl, .pth, ...)."
+        ),
+    ],
+    folder: Annotated[
+        str, typer.Argument(metavar="FOLDER", help="The thinct model folder to write.")
+    ],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing FOLDER.")
+    ] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Convert an official checkpoint into a thinct model folder, running none of its code.
+
+    Example: thinct convert CTHNet_best.pkl models/cthnet-official
+    """
+    with Reporter(quiet=quiet) as reporter:
+        try:
+            _convert_checkpoint(Path(checkpoint), Path(folder), overwrite)
+        except ThinctError as error:
+            reporter.error(str(error))
+            raise typer.Exit(error.exit_code) from None
+        reporter.info(f"wrote {folder}")
+
+
+def _convert_checkpoint(source: Path, folder: Path, overwrite: bool) -> None:
+    """Check both paths before reading anything, then write the folder with a card saying
+    where its weights come from (the source's sha256 ties the folder to that exact file)."""
+    from thinct.models import save_model
+    from thinct.models.official import official_model
+    from thinct.models.safe_unpickle import read_official_checkpoint
+    from thinct.models.storage import sha256_of
+
+    if not source.exists():
+        raise UsageError(f"{source}: no such file")
+    if not source.is_file():
+        raise UsageError(f"{source} is not a file; give an official checkpoint file")
+    if folder.exists() and not overwrite:
+        raise UsageError(f"{folder} exists; give --overwrite to replace it")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} exists and is not a folder")
+    checkpoint = read_official_checkpoint(source)
+    model = official_model(checkpoint, source)
+    details = {
+        "source": source.name,
+        "source_sha256": sha256_of(source),
+        "conversion": "converted from the official checkpoint",
+        "architecture": model.config.architecture,
+        "layout": "official",
+    }
+    if checkpoint.config:
+        details["official_config_dict"] = json.dumps(checkpoint.config)
+    save_model(model, folder, details=details)
 
 
 def _exit_with_error(message: str, code: int) -> NoReturn:

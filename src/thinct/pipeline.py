@@ -12,9 +12,12 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from torch import nn
+
 from thinct import __version__
 from thinct.errors import OutputError, ThinctError, ThinctWarning, UsageError
 from thinct.geometry import Grid, thin_grid
+from thinct.inference import CancelCallback, InferenceOptions, upsample_with_model
 from thinct.interpolate import ProgressCallback, interpolate
 from thinct.io import hounsfield_warning, output_request, read_volume, write_volume
 from thinct.simulate import simulate_thick
@@ -64,9 +67,18 @@ def upsample_volume(
     factor: int | None = None,
     align: str = "edges",
     progress: ProgressCallback | None = None,
+    model: nn.Module | None = None,
+    options: InferenceOptions | None = None,
+    cancel: CancelCallback | None = None,
 ) -> Volume:
-    """Thin-slice version of a thick volume on the grid given by spacing/factor and alignment."""
+    """Thin-slice version of a thick volume on the grid given by spacing/factor and alignment.
+
+    With a ``model`` the sliding-window engine predicts the thin slices (``method`` is then
+    unused); otherwise the classical interpolation ``method`` does.
+    """
     thin = thin_grid(Grid.of(volume.image), spacing=spacing, factor=factor, align=align)
+    if model is not None:
+        return upsample_with_model(volume, thin, model, options, progress, cancel)
     return interpolate(volume, thin, method=method, progress=progress)
 
 
@@ -111,13 +123,24 @@ def upsample_file(
     dtype: str = "int16",
     series_uid: str | None = None,
     progress: ProgressCallback | None = None,
+    model: nn.Module | None = None,
+    model_name: str | None = None,
+    options: InferenceOptions | None = None,
+    cancel: CancelCallback | None = None,
 ) -> None:
-    """Read a thick scan, make its thin-slice version and write it."""
+    """Read a thick scan, make its thin-slice version and write it.
+
+    ``model_name`` names the model in the output's description (DICOM DerivationDescription,
+    NIfTI descrip) so that a reader can tell which method made the slices.
+    """
 
     def process(volume: Volume) -> Volume:
-        return upsample_volume(volume, method, spacing, factor, align, progress)
+        return upsample_volume(
+            volume, method, spacing, factor, align, progress, model, options, cancel
+        )
 
-    description = f"SYNTHETIC thin slices, thinct {__version__} {method} ({align})"
+    made_by = method if model is None else f"model {model_name or model.config.architecture}"
+    description = f"SYNTHETIC thin slices, thinct {__version__} {made_by} ({align})"
     _run(source, target, process, description, overwrite, dtype, series_uid)
 
 

@@ -1,0 +1,414 @@
+"""The sliding-window engine: a thick volume in, a thin volume out, through any thin-slice model.
+
+A model maps ``L`` thick slices of an in-plane tile to ``(L - 1) * r + 1`` thin slots, thick
+slice z at slot ``r * z``. The engine covers a whole scan of any size with such windows:
+
+- along the slices, windows of ``L`` thick slices overlap by ``z_overlap`` slices and their
+  predictions are cross-faded, so no seam shows where one window hands over to the next; the
+  scan is extended by reflection at both ends so that every thin slice, the first and last
+  included, is predicted from the middle of a window (the published code leaves them empty);
+- in-plane, tiles overlap by ``tile_overlap`` pixels and are cross-faded the same way; they
+  start on the grid of the model's attention windows, so that a tile is cut into the same
+  windows as the whole image and differs from one untiled pass only near its borders; sizes
+  that are not a multiple of that grid are padded by reflection and cropped back;
+- thin slices that fall between the model's slots (a target spacing other than thick / r)
+  are interpolated linearly between the two nearest slots.
+
+Memory stays bounded: windows are read from the input as they are needed and the blended
+slots are written into the output as soon as no later window can touch them, so the output
+volume is the only full-size buffer (until it is copied once into the SimpleITK image that is
+returned).
+
+Intensities are windowed to [-1024, 2048] HU and scaled to [0, 1] as in the published
+training; values that window clips (metal above 2048 HU, padding below -1024 HU outside the
+scan circle) are taken from linear interpolation of the input instead of being lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from thinct.errors import ThinctError, UsageError
+from thinct.geometry import ThinGrid
+from thinct.models.config import ModelConfig
+from thinct.runtime import tune_allocator
+from thinct.volume import Volume
+
+HU_MIN, HU_MAX = -1024.0, 2048.0
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# A thin slice closer than this (in slots) to a model slot is that slot.
+_SLOT_EPS = 1e-4
+
+ProgressCallback = Callable[[float], None]
+CancelCallback = Callable[[], bool]
+
+
+class Cancelled(ThinctError):
+    """The caller asked the engine to stop; nothing is returned."""
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How the engine covers a scan; the defaults suit a 512 x 512 chest scan on a CPU.
+
+    ``z_overlap``: thick slices shared by consecutive windows (1 to L - 1; more is smoother
+    and slower). ``tile``: in-plane tile size, rounded down to the model's window grid (8
+    pixels for the published models); 512 covers a usual scan in one tile, smaller tiles bound
+    the memory. ``tile_overlap``: pixels shared by neighbouring tiles (at least; tiles start on
+    the grid). ``batch_size``: windows or tiles per forward pass.
+    ``precision``: ``bf16``/``fp16`` run the model under autocast (see docs/models.md for the
+    error they add). ``restore_clipped``: take values outside [-1024, 2048] HU from linear
+    interpolation.
+    """
+
+    z_overlap: int = 2
+    tile: int = 512
+    tile_overlap: int = 32
+    batch_size: int = 1
+    device: str = "auto"
+    precision: str = "fp32"
+    restore_clipped: bool = True
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA, then Apple's MPS, then the CPU; an unavailable device is refused."""
+    if name not in DEVICES:
+        raise UsageError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
+    cuda = torch.cuda.is_available()
+    mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise UsageError(f"device {name!r} is not available on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def check_options(options: InferenceOptions, slices: int | None = None) -> None:
+    """Refuse options that can never work, before any scan is read."""
+    if options.precision not in PRECISIONS:
+        raise UsageError(
+            f"precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}"
+        )
+    resolve_device(options.device)
+    if options.batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {options.batch_size}")
+    if options.tile < 8:
+        raise UsageError(f"tile must be at least 8 pixels, got {options.tile}")
+    if not 0 <= options.tile_overlap <= options.tile // 2:
+        raise UsageError(
+            f"tile overlap must be from 0 to half the tile ({options.tile // 2}), "
+            f"got {options.tile_overlap}"
+        )
+    if options.z_overlap < 1 or (slices is not None and options.z_overlap > slices - 1):
+        limit = f" to {slices - 1}" if slices is not None else " or more"
+        raise UsageError(
+            f"z overlap must be from 1{limit} thick slices (consecutive windows must share a "
+            f"slice), got {options.z_overlap}"
+        )
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: int  # first thick slice (may lie before 0 or past the end: reflected)
+    first_slot: int  # = ratio * start
+
+
+def _plan_windows(low: int, high: int, slices: int, ratio: int, overlap: int) -> list[_Window]:
+    """Windows that cover slots ``low..high`` with their trusted middles.
+
+    A slot counts as covered when it lies at least half a cross-fade (half the slots two
+    neighbouring windows share) from both ends of a window.
+    """
+    slots = (slices - 1) * ratio + 1
+    shared = (overlap - 1) * ratio + 1
+    margin = shared // 2
+    stride = slices - overlap
+    start = math.floor((low - margin) / ratio)
+    last = math.ceil((high + margin - (slots - 1)) / ratio)
+    starts = list(range(start, max(start, last) + 1, stride))
+    if starts[-1] < last:
+        starts.append(last)  # moved back to end where the scan ends, as the published code does
+    return [_Window(s, s * ratio) for s in starts]
+
+
+def _slot_weights(slots: int, shared: int) -> np.ndarray:
+    """Cross-fade weights of one window's slots: ramps over the slots shared with the
+    neighbours, so two overlapping windows' weights sum to one. float32, so that weighted
+    slots stay float32 (a float64 weight would double the blender's memory)."""
+    distance = np.minimum(np.arange(slots), np.arange(slots)[::-1]).astype(np.float64)
+    return np.minimum(1.0, (distance + 0.5) / shared).astype(np.float32)
+
+
+def _window_grid(config: ModelConfig) -> int:
+    """The in-plane period, in pixels, of the model's patches and attention windows.
+
+    Every window size of both architectures is in pixels (CTHNet's encoder window is
+    (z, y, x)). A tile that starts on this grid is cut into the same windows as the whole
+    image; one off the grid is cut differently everywhere, which changed an untrained CTHNet's
+    output by hundreds of HU across the whole tile, not only near its borders.
+    """
+    sizes = [config.tile_multiple]
+    for field in dataclasses.fields(config):
+        if field.name.endswith("window"):
+            value = getattr(config, field.name)
+            sizes.extend(value[-2:] if isinstance(value, tuple) else [value])
+    return math.lcm(*sizes)
+
+
+def _tile_starts(size: int, tile: int, overlap: int, grid: int) -> list[int]:
+    """Tile starts on multiples of ``grid`` (``size`` and ``tile`` are multiples of it), spread
+    evenly, consecutive tiles sharing at least ``overlap`` pixels (rounded up to the grid, but
+    never a whole tile)."""
+    if size <= tile:
+        return [0]
+    units, tile_units = size // grid, tile // grid
+    shared = min(-(-overlap // grid), tile_units - 1)
+    count = math.ceil((units - shared) / (tile_units - shared))
+    return [grid * round(i * (units - tile_units) / (count - 1)) for i in range(count)]
+
+
+def _ramp(length: int, before: int, after: int) -> np.ndarray:
+    """1D tile weights: linear ramps over the pixels shared with the tile before and after."""
+    index = np.arange(length, dtype=np.float64)
+    weight = np.ones(length)
+    if before > 0:
+        weight = np.minimum(weight, (index + 0.5) / before)
+    if after > 0:
+        weight = np.minimum(weight, (length - index - 0.5) / after)
+    return weight
+
+
+def _axis_tiles(size: int, tile: int, overlap: int, grid: int) -> list[tuple[int, np.ndarray]]:
+    """(start, weights) of the tiles along one in-plane axis."""
+    starts = _tile_starts(size, tile, overlap, grid)
+    length = min(tile, size)
+    tiles = []
+    for i, start in enumerate(starts):
+        before = starts[i - 1] + length - start if i > 0 else 0
+        after = start + length - starts[i + 1] if i + 1 < len(starts) else 0
+        tiles.append((start, _ramp(length, before, after)))
+    return tiles
+
+
+def _reflected(index: np.ndarray, count: int) -> np.ndarray:
+    """Indices reflected into 0..count-1 (mirror about the first and last slice)."""
+    if count == 1:
+        return np.zeros_like(index)
+    period = 2 * (count - 1)
+    folded = np.mod(index, period)
+    return np.where(folded < count, folded, period - folded)
+
+
+class _SlotWriter:
+    """Receives finished model slots in order and writes the thin slices that lie on or
+    between them into the output (scaled back to HU)."""
+
+    def __init__(self, positions: np.ndarray, output: np.ndarray, finish: Callable) -> None:
+        self.positions = positions  # slot coordinate of each thin slice, increasing
+        self.output = output
+        self.finish = finish  # (thin index, HU slice) -> final slice
+        self.next = 0
+        self.previous: tuple[int, np.ndarray] | None = None
+
+    def add(self, slot: int, values: np.ndarray) -> None:
+        while self.next < len(self.positions) and self.positions[self.next] <= slot + _SLOT_EPS:
+            position = self.positions[self.next]
+            if abs(position - slot) <= _SLOT_EPS or self.previous is None:
+                value = values
+            else:
+                before, earlier = self.previous
+                fraction = float((position - before) / (slot - before))  # keeps float32
+                value = (1 - fraction) * earlier + fraction * values
+            self.output[self.next] = self.finish(self.next, value * (HU_MAX - HU_MIN) + HU_MIN)
+            self.next += 1
+        self.previous = (slot, values)
+
+
+class _SlotBlender:
+    """Accumulates weighted window predictions per slot and releases slots once final."""
+
+    def __init__(self, writer: _SlotWriter) -> None:
+        self.writer = writer
+        self.sums: dict[int, np.ndarray] = {}
+        self.weights: dict[int, float] = {}
+
+    def add(self, first_slot: int, values: np.ndarray, weights: np.ndarray) -> None:
+        for offset, (plane, weight) in enumerate(zip(values, weights, strict=True)):
+            slot = first_slot + offset
+            if slot in self.sums:
+                self.sums[slot] += weight * plane
+                self.weights[slot] += weight
+            else:
+                self.sums[slot] = weight * plane
+                self.weights[slot] = weight
+
+    def release(self, before: int | None = None) -> None:
+        """Hand every slot below ``before`` (all when None) to the writer, in order."""
+        for slot in sorted(self.sums):
+            if before is not None and slot >= before:
+                break
+            self.writer.add(slot, self.sums.pop(slot) / self.weights.pop(slot))
+
+
+class _Baseline:
+    """Linear interpolation of the thick slices at a thin slice's position, in HU: what the
+    model cannot reproduce (values outside the intensity window) is taken from it."""
+
+    def __init__(self, thick: np.ndarray, source_index: np.ndarray) -> None:
+        self.thick = thick
+        self.source_index = np.clip(source_index, 0, thick.shape[0] - 1)
+
+    def restore(self, j: int, predicted: np.ndarray) -> np.ndarray:
+        position = self.source_index[j]
+        below = int(math.floor(position))
+        above = min(below + 1, self.thick.shape[0] - 1)
+        fraction = position - below
+        baseline = (1 - fraction) * self.thick[below] + fraction * self.thick[above]
+        clipped = (baseline < HU_MIN) | (baseline > HU_MAX)
+        return np.where(clipped, baseline, predicted)
+
+
+def _in_plane_padding(size: int, multiple: int) -> int:
+    return (-size) % multiple
+
+
+def _windows_of_input(
+    thick: np.ndarray, windows: list[_Window], slices: int, padded: tuple[int, int]
+) -> Iterator[np.ndarray]:
+    """Each window's thick slices, reflected past the ends, windowed to [0, 1] and padded
+    in-plane by reflection to ``padded``."""
+    count, height, width = thick.shape
+    pad = ((0, 0), (0, padded[0] - height), (0, padded[1] - width))
+    for window in windows:
+        index = _reflected(np.arange(window.start, window.start + slices), count)
+        cube = np.clip(thick[index].astype(np.float32), HU_MIN, HU_MAX)
+        cube = (cube - HU_MIN) / (HU_MAX - HU_MIN)
+        if any(after for _, after in pad):
+            cube = np.pad(cube, pad, mode="reflect" if min(height, width) > 1 else "edge")
+        yield cube
+
+
+def upsample_with_model(
+    volume: Volume,
+    thin: ThinGrid,
+    model: nn.Module,
+    options: InferenceOptions | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCallback | None = None,
+) -> Volume:
+    """The model's thin-slice version of ``volume`` on the grid ``thin`` (float32 HU).
+
+    ``progress`` receives the fraction done; ``cancel`` is polled between forward passes and
+    stops the run with `Cancelled` when it returns True. The model is put in eval mode and
+    moved to the chosen device.
+    """
+    options = options or InferenceOptions()
+    config = model.config
+    check_options(options, config.slices)
+    device = resolve_device(options.device)
+    if device.type == "cpu":
+        tune_allocator()
+    model.eval().to(device)
+
+    view = sitk.GetArrayViewFromImage(volume.image)
+    thick = np.moveaxis(view, 2 - thin.axis, 0)  # (slices, in-plane, in-plane), a view
+    count, height, width = thick.shape
+    grid = _window_grid(config)
+    padded = (height + _in_plane_padding(height, grid), width + _in_plane_padding(width, grid))
+    tile = max(grid, options.tile - options.tile % grid)
+    tile_h, tile_w = min(tile, padded[0]), min(tile, padded[1])
+    tiles = [
+        (y, x, np.outer(weight_y, weight_x).astype(np.float32))
+        for y, weight_y in _axis_tiles(padded[0], tile, options.tile_overlap, grid)
+        for x, weight_x in _axis_tiles(padded[1], tile, options.tile_overlap, grid)
+    ]
+    coverage = np.zeros(padded, dtype=np.float32)
+    for y, x, weight in tiles:
+        coverage[y : y + tile_h, x : x + tile_w] += weight
+
+    positions = np.asarray(thin.source_index) * config.ratio
+    low, high = math.floor(positions[0] + _SLOT_EPS), math.ceil(positions[-1] - _SLOT_EPS)
+    windows = _plan_windows(low, high, config.slices, config.ratio, options.z_overlap)
+    slot_weights = _slot_weights(config.out_slots, (options.z_overlap - 1) * config.ratio + 1)
+
+    output_shape = (len(positions), height, width)
+    try:
+        output = np.empty(output_shape, dtype=np.float32)
+    except MemoryError:
+        gib = math.prod(output_shape) * 4 / 2**30
+        size = " x ".join(map(str, output_shape))
+        raise MemoryError(f"the {size} output needs {gib:.1f} GiB") from None
+    baseline = _Baseline(thick, np.asarray(thin.source_index))
+    finish = baseline.restore if options.restore_clipped else (lambda _j, hu: hu)
+    blender = _SlotBlender(_SlotWriter(positions, output, finish))
+
+    autocast = (
+        torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[options.precision])
+        if options.precision in _AUTOCAST_DTYPES
+        else nullcontext()
+    )
+    total = len(windows) * len(tiles)
+    done = 0
+    batch: list[np.ndarray] = []
+    placements: list[tuple[int, int]] = []  # (tile, window) of each batch entry
+    planes: dict[int, np.ndarray] = {}  # window -> its blended in-plane tiles
+    remaining: dict[int, int] = {}  # window -> tiles not yet predicted
+    next_window = 0  # windows are finished in order: the blender relies on it
+
+    def finish_windows() -> None:
+        nonlocal next_window
+        while remaining.get(next_window) == 0:
+            plane = planes.pop(next_window)[:, :height, :width]
+            plane /= coverage[:height, :width]
+            blender.add(windows[next_window].first_slot, plane, slot_weights)
+            following = next_window + 1
+            blender.release(windows[following].first_slot if following < len(windows) else None)
+            del remaining[next_window]
+            next_window = following
+
+    def run_batch() -> None:
+        nonlocal done
+        if cancel is not None and cancel():
+            raise Cancelled("cancelled")
+        inputs = torch.from_numpy(np.stack(batch)[:, None]).to(device)
+        with torch.inference_mode(), autocast:
+            predicted = model(inputs)[:, 0].float().cpu().numpy()
+        for (t, w), values in zip(placements, predicted, strict=True):
+            y, x, weight = tiles[t]
+            plane = planes.setdefault(w, np.zeros((config.out_slots, *padded), np.float32))
+            plane[:, y : y + tile_h, x : x + tile_w] += values * weight
+            remaining[w] -= 1
+        done += len(batch)
+        batch.clear()
+        placements.clear()
+        finish_windows()
+        if progress is not None:
+            progress(done / total)
+
+    for w, cube in enumerate(_windows_of_input(thick, windows, config.slices, padded)):
+        remaining[w] = len(tiles)
+        for t, (y, x, _) in enumerate(tiles):
+            batch.append(cube[:, y : y + tile_h, x : x + tile_w])
+            placements.append((t, w))
+            if len(batch) == options.batch_size:
+                run_batch()
+    if batch:
+        run_batch()
+
+    image = sitk.GetImageFromArray(np.moveaxis(output, 0, 2 - thin.axis))
+    del output
+    image.SetSpacing(thin.grid.spacing)
+    image.SetOrigin(thin.grid.origin)
+    image.SetDirection(thin.grid.direction)
+    return volume.with_image(image, slice_thickness=thin.spacing)

@@ -1,0 +1,85 @@
+"""Thin-slice models: CTHNet and TVSRN behind one registry, model folders, official weights.
+
+``load_model(spec)`` is the one way in: ``None`` for the default model, a registry name, a
+model folder, or an official checkpoint file (read without unpickling foreign code).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from thinct.errors import InputError, UsageError
+from thinct.models.config import CTHNetConfig, ModelConfig, TVSRNConfig, config_from_dict
+from thinct.models.cthnet import CTHNet
+from thinct.models.official import load_official_checkpoint
+from thinct.models.registry import (
+    RegistryEntry,
+    build_model,
+    create_model,
+    list_models,
+    register_model,
+    registry_entry,
+)
+from thinct.models.storage import is_model_folder, load_model_folder, save_model
+from thinct.models.tvsrn import TVSRN
+
+# Suffixes of the published code's checkpoints (``torch.save`` of the whole module).
+OFFICIAL_SUFFIXES = (".pkl", ".pth", ".pt", ".ckpt")
+WEIGHTS_PACKAGE = Path(__file__).resolve().parent.parent / "weights"
+
+
+def load_model(spec: str | Path | None = None) -> nn.Module:
+    """A model in eval mode, with its ``.config``.
+
+    ``spec`` is ``None`` (the default model), a registry name with shipped weights, a model
+    folder (``config.json`` + ``model.safetensors``) or an official checkpoint file.
+    """
+    if spec is None:
+        raise UsageError(
+            "no default model weights ship with this version of thinct yet; give a model "
+            "folder or an official checkpoint (--model), or an interpolation method (--method)"
+        )
+    path = Path(spec)
+    if is_model_folder(path):
+        return load_model_folder(path)
+    if path.is_file():
+        if path.suffix.lower() in OFFICIAL_SUFFIXES:
+            return load_official_checkpoint(path)
+        raise InputError(
+            f"{path}: not a model; give a model folder (config.json + model.safetensors) or an "
+            f"official checkpoint ({', '.join(OFFICIAL_SUFFIXES)})"
+        )
+    if path.is_dir():
+        raise InputError(f"{path} is not a model folder: it has no config.json")
+    if str(spec) in {entry.name for entry in list_models()}:
+        entry = registry_entry(str(spec))
+        if entry.weights is None:
+            raise UsageError(
+                f"model {entry.name!r} has no trained weights in this version of thinct "
+                f"(thinct.create_model({entry.name!r}) builds it untrained, for training)"
+            )
+        return load_model_folder(WEIGHTS_PACKAGE / entry.weights)
+    names = ", ".join(entry.name for entry in list_models())
+    raise UsageError(
+        f"model {spec!r}: no such file or folder, and not a registered model ({names})"
+    )
+
+
+__all__ = [
+    "CTHNet",
+    "CTHNetConfig",
+    "ModelConfig",
+    "RegistryEntry",
+    "TVSRN",
+    "TVSRNConfig",
+    "build_model",
+    "config_from_dict",
+    "create_model",
+    "list_models",
+    "load_model",
+    "load_model_folder",
+    "register_model",
+    "save_model",
+]

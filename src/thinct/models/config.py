@@ -1,0 +1,206 @@
+"""Model configurations: every size of CTHNet and TVSRN is a field, saved as ``config.json``
+beside the weights so that a model folder rebuilds exactly the network that made it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from thinct.errors import UsageError
+
+LAYOUTS = ("clean", "official")
+# Bumped when a config field changes meaning; a folder written by a newer thinct is refused.
+CONFIG_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What every thin-slice model shares: it maps ``slices`` thick slices to
+    ``(slices - 1) * ratio + 1`` thin slots, thick slice z sitting at slot ``ratio * z``.
+
+    ``layout`` chooses the memory order inside the through-plane decoder: ``official``
+    reproduces the published code's reinterpretation of memory so that its weights run
+    unchanged; ``clean`` is the plain order, for models trained with thinct.
+    """
+
+    architecture: ClassVar[str] = ""
+
+    slices: int = 8
+    ratio: int = 5
+    layout: str = "clean"
+    mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.1
+    latent_channels: int = 8
+    head_channels: int = 16
+
+    @property
+    def out_slots(self) -> int:
+        return (self.slices - 1) * self.ratio + 1
+
+    @property
+    def tile_multiple(self) -> int:
+        """In-plane sizes must be a multiple of this."""
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        if self.layout not in LAYOUTS:
+            raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.slices < 2 or self.ratio < 2:
+            raise UsageError("a model needs at least 2 thick slices and a ratio of at least 2")
+        if self.latent_channels % 2:
+            raise UsageError("latent_channels must be even (sine and cosine pairs)")
+        if self.mlp_ratio == 0 or self.drop_path_rate >= 1:
+            raise UsageError("mlp_ratio must be positive and drop_path_rate below 1")
+
+    def _check_types(self) -> None:
+        """Each field must have its default's type (JSON lists become tuples), and sizes must
+        be positive: a config from a file would otherwise fail deep inside the network."""
+        for field in dataclasses.fields(self):
+            value, default = getattr(self, field.name), field.default
+            if isinstance(default, tuple) and isinstance(value, list):
+                value = tuple(value)
+                object.__setattr__(self, field.name, value)
+            if isinstance(default, tuple):
+                ok = isinstance(value, tuple) and all(_is_int(v) and v > 0 for v in value)
+                if field.name.endswith("window"):  # one size per spatial axis
+                    ok = ok and len(value) == len(default)
+            elif isinstance(default, float):
+                ok = (_is_int(value) or isinstance(value, float)) and value >= 0
+            elif isinstance(default, int):
+                ok = _is_int(value) and value > 0
+            else:
+                ok = isinstance(value, type(default))
+            if not ok:
+                raise UsageError(
+                    f"{self.architecture} config field {field.name} = {value!r} is not valid "
+                    f"(expected a value like {default!r})"
+                )
+
+    def check_input(self, shape: Sequence[int]) -> None:
+        """Refuse input the network cannot map: CTHNet would silently stretch a cube of the
+        wrong depth onto its slots, and other errors would surface deep inside the network."""
+        multiple = self.tile_multiple
+        if len(shape) != 5 or shape[1] != 1 or shape[2] != self.slices:
+            raise UsageError(
+                f"{self.architecture} takes input of shape (batch, 1, {self.slices}, H, W), "
+                f"got {tuple(shape)}"
+            )
+        if shape[3] % multiple or shape[4] % multiple:
+            raise UsageError(
+                f"{self.architecture} needs in-plane sizes that are multiples of {multiple}, "
+                f"got {shape[3]} x {shape[4]}"
+            )
+
+    def check_heads(self, dim: int, heads: int, where: str) -> None:
+        if dim % heads:
+            raise UsageError(f"{where}: {dim} channels do not split into {heads} heads")
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        return {"architecture": self.architecture, "format": CONFIG_FORMAT, **values}
+
+
+@dataclass(frozen=True)
+class CTHNetConfig(ModelConfig):
+    """CTHNet (Yu et al. 2024); the defaults are the paper's model (10,606,217 parameters)."""
+
+    architecture: ClassVar[str] = "cthnet"
+
+    encoder_dim: int = 32
+    encoder_depths: tuple[int, ...] = (4,)
+    encoder_heads: int = 8
+    encoder_window: tuple[int, int, int] = (2, 2, 2)
+    fold: int = 8
+    through_depths: tuple[int, ...] = (4,)
+    through_heads: int = 8
+    through_window: int = 4
+    in_plane_depths: tuple[int, ...] = (4, 4)
+    in_plane_heads: int = 8
+    in_plane_window: int = 8
+
+    @property
+    def tile_multiple(self) -> int:
+        return self.fold
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_heads(self.encoder_dim, self.encoder_heads, "encoder")
+        self.check_heads(self.latent_channels * self.fold, self.through_heads, "through-plane")
+        self.check_heads(
+            self.latent_channels * self.out_slots, self.in_plane_heads, "in-plane decoder"
+        )
+
+
+@dataclass(frozen=True)
+class TVSRNConfig(ModelConfig):
+    """TVSRN (RPLHR-CT, MICCAI 2022); the defaults are the published model (2,387,489
+    parameters). The encoder works on ``slices * latent_channels`` channels."""
+
+    architecture: ClassVar[str] = "tvsrn"
+
+    slices: int = 4
+    patch: int = 8
+    encoder_depths: tuple[int, ...] = (4,)
+    encoder_heads: int = 8
+    encoder_window: int = 8
+    fold: int = 8
+    through_depths: tuple[int, ...] = (4,)
+    through_heads: int = 8
+    through_window: int = 4
+    in_plane_depths: tuple[int, ...] = (4, 4)
+    in_plane_heads: int = 8
+    in_plane_window: int = 8
+
+    @property
+    def tile_multiple(self) -> int:
+        return math.lcm(self.patch, self.fold)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_heads(self.slices * self.latent_channels, self.encoder_heads, "encoder")
+        self.check_heads(self.latent_channels * self.fold, self.through_heads, "through-plane")
+        self.check_heads(
+            self.latent_channels * self.out_slots, self.in_plane_heads, "in-plane decoder"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+CONFIG_CLASSES: dict[str, type[ModelConfig]] = {
+    cls.architecture: cls for cls in (CTHNetConfig, TVSRNConfig)
+}
+
+
+def config_from_dict(values: dict[str, Any]) -> ModelConfig:
+    """Rebuild a config from ``config.json``; unknown or newer content is a clear error."""
+    values = dict(values)
+    architecture = values.pop("architecture", None)
+    version = values.pop("format", CONFIG_FORMAT)
+    if not _is_int(version) or version < 1:
+        raise UsageError(f"the model config's format must be a positive integer, got {version!r}")
+    if version > CONFIG_FORMAT:
+        raise UsageError(
+            f"the model config has format {version}, newer than this thinct understands "
+            f"({CONFIG_FORMAT}); upgrade thinct"
+        )
+    if architecture not in CONFIG_CLASSES:
+        known = ", ".join(CONFIG_CLASSES)
+        raise UsageError(f"unknown model architecture {architecture!r}; known: {known}")
+    cls = CONFIG_CLASSES[architecture]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UsageError(f"unknown {architecture} config fields: {', '.join(unknown)}")
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise UsageError(f"invalid {architecture} config: {error}") from None
+
+
+__all__ = ["CTHNetConfig", "ModelConfig", "TVSRNConfig", "config_from_dict"]

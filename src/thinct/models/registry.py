@@ -1,0 +1,93 @@
+"""Named model configurations, in the manner of timm: ``create_model("cthnet")`` builds the
+paper's CTHNet with fresh weights, and keyword overrides make variants (``slices=4``).
+
+An entry may name weights shipped inside the package (a model folder under
+``thinct/weights``); `thinct.models.load_model` loads those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from thinct.errors import UsageError
+from thinct.models.config import CONFIG_CLASSES, CTHNetConfig, ModelConfig, TVSRNConfig
+from thinct.models.cthnet import CTHNet
+from thinct.models.tvsrn import TVSRN
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"cthnet": CTHNet, "tvsrn": TVSRN}
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    name: str
+    config: ModelConfig
+    description: str
+    weights: str | None = None  # folder name under thinct/weights, when weights ship
+
+
+_REGISTRY: dict[str, RegistryEntry] = {}
+
+
+def register_model(entry: RegistryEntry) -> None:
+    if entry.name in _REGISTRY:
+        raise ValueError(f"model {entry.name!r} is registered twice")
+    _REGISTRY[entry.name] = entry
+
+
+def list_models() -> list[RegistryEntry]:
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def registry_entry(name: str) -> RegistryEntry:
+    if name not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY))
+        raise UsageError(f"unknown model {name!r}; registered models: {known}")
+    return _REGISTRY[name]
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """A freshly initialised network for a config (its ``.config`` is that config)."""
+    return ARCHITECTURES[config.architecture](config)
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """A registered model with fresh weights; keyword arguments replace config fields."""
+    config = registry_entry(name).config
+    fields = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise UsageError(f"unknown {config.architecture} config fields: {', '.join(unknown)}")
+    return build_model(dataclasses.replace(config, **overrides))
+
+
+register_model(
+    RegistryEntry(
+        "cthnet",
+        CTHNetConfig(),
+        "CTHNet as published (Yu et al. 2024): 8 x 5 mm slices to 36 x 1 mm slots, 10.6 M "
+        "parameters",
+    )
+)
+register_model(
+    RegistryEntry(
+        "tvsrn",
+        TVSRNConfig(),
+        "TVSRN as published (RPLHR-CT, MICCAI 2022): 4 x 5 mm slices to 16 x 1 mm slots, "
+        "2.4 M parameters",
+    )
+)
+
+__all__ = [
+    "ARCHITECTURES",
+    "CONFIG_CLASSES",
+    "RegistryEntry",
+    "build_model",
+    "create_model",
+    "list_models",
+    "register_model",
+    "registry_entry",
+]

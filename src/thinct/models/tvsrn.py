@@ -1,0 +1,90 @@
+"""TVSRN (Yu et al., RPLHR-CT, MICCAI 2022): the transformer baseline CTHNet grew from.
+
+A 2D Swin encoder sees the thick slices folded into channels; empty slots are inserted
+between them (zeros, the "mask tokens"), and the same through-plane and in-plane decoders as
+CTHNet's fill them in.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from thinct.models.blocks import SwinBackbone2d, init_weights, sinusoidal_encoding
+from thinct.models.config import TVSRNConfig
+from thinct.models.through_plane import ThroughPlaneDecoder
+
+
+class TVSRN(nn.Module):
+    """(B, 1, slices, H, W) thick slices in [0, 1] -> (B, 1, out_slots, H, W) thin slots."""
+
+    def __init__(self, config: TVSRNConfig | None = None) -> None:
+        super().__init__()
+        config = config or TVSRNConfig()
+        self.config = config
+        latent, slots, patch = config.latent_channels, config.out_slots, config.patch
+        encoder_dim = config.slices * latent
+        # Each patch x patch block of all slices becomes one token, lifted to the encoder's
+        # channels for every pixel of the block (a 1 x 1 convolution between pixel shuffles).
+        self.lift = nn.Conv2d(config.slices * patch**2, encoder_dim * patch**2, 1)
+        self.encoder = SwinBackbone2d(
+            encoder_dim,
+            config.encoder_depths,
+            config.encoder_heads,
+            config.encoder_window,
+            masked=True,
+            stage_conv=False,
+            mlp_ratio=config.mlp_ratio,
+        )
+        self.register_buffer("slot_encoding", sinusoidal_encoding(slots, latent), persistent=False)
+        self.through_plane = ThroughPlaneDecoder(
+            SwinBackbone2d(
+                latent * config.fold,
+                config.through_depths,
+                config.through_heads,
+                config.through_window,
+                masked=True,
+                stage_conv=False,
+                mlp_ratio=config.mlp_ratio,
+                drop_path_rate=config.drop_path_rate,
+            ),
+            config.fold,
+        )
+        self.in_plane = SwinBackbone2d(
+            latent * slots,
+            config.in_plane_depths,
+            config.in_plane_heads,
+            config.in_plane_window,
+            masked=True,
+            stage_conv=False,
+            mlp_ratio=config.mlp_ratio,
+            drop_path_rate=config.drop_path_rate,
+        )
+        self.head = nn.Sequential(
+            nn.Conv3d(latent, config.head_channels, 1),
+            nn.LeakyReLU(0.01),
+            nn.Conv3d(config.head_channels, 1, 1),
+        )
+        self.apply(init_weights)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.config.check_input(x.shape)
+        batch, _, thick, height, width = x.shape
+        config = self.config
+        latent, slots = config.latent_channels, config.out_slots
+        lifted = F.pixel_shuffle(self.lift(F.pixel_unshuffle(x[:, 0], config.patch)), config.patch)
+        encoded = self.encoder(lifted) + lifted
+        rows = encoded.new_zeros(batch, slots, latent, height, width)
+        rows[:, :: config.ratio] = encoded.reshape(batch, thick, latent, height, width)
+        rows = rows + self.slot_encoding[None, :, :, None, None]
+        through = (self.through_plane(rows) + rows).reshape(batch, slots * latent, height, width)
+        out = self.in_plane(through) + through + rows.reshape(batch, slots * latent, height, width)
+        if config.layout == "official":
+            # The published code reads the (slot, channel) memory as (channel, slot).
+            out = out.reshape(batch, latent, slots, height, width)
+        else:
+            out = out.reshape(batch, slots, latent, height, width).transpose(1, 2)
+        return self.head(out)
+
+
+__all__ = ["TVSRN"]
