@@ -152,6 +152,15 @@ def test_a_model_that_does_not_exist_is_a_usage_error(workdir: Path, capfd):
     assert snapshot(workdir) == before
 
 
+@pytest.mark.parametrize("option", [["--tile", "64"], ["--device", "cpu"], ["--z-overlap", "3"]])
+def test_engine_options_without_a_model_are_a_usage_error(workdir: Path, capfd, option: list[str]):
+    """Interpolation ignores them: accepting them silently would hide a forgotten --model."""
+    before = snapshot(workdir)
+    result = thinct_in_process(capfd, "upsample", IN, OUT, *option)
+    assert_one_error(result, 2, "apply to --model only")
+    assert snapshot(workdir) == before
+
+
 def _unavailable(device: str) -> bool:
     if device == "cuda":
         return not torch.cuda.is_available()

@@ -306,6 +306,11 @@ def upsample(
     def check_options() -> None:
         check_target_options(spacing, factor)
         if model_spec is None:
+            if options != InferenceOptions():
+                raise UsageError(
+                    "--device, --precision, --tile, --tile-overlap, --z-overlap and "
+                    "--batch-size apply to --model only"
+                )
             return
         if method is not None:
             raise UsageError("give either --model or --method, not both")

@@ -26,7 +26,6 @@ scan circle) are taken from linear interpolation of the input instead of being l
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -39,7 +38,6 @@ from torch import nn
 
 from thinct.errors import ThinctError, UsageError
 from thinct.geometry import ThinGrid
-from thinct.models.config import ModelConfig
 from thinct.runtime import tune_allocator
 from thinct.volume import Volume
 
@@ -148,22 +146,6 @@ def _slot_weights(slots: int, shared: int) -> np.ndarray:
     slots stay float32 (a float64 weight would double the blender's memory)."""
     distance = np.minimum(np.arange(slots), np.arange(slots)[::-1]).astype(np.float64)
     return np.minimum(1.0, (distance + 0.5) / shared).astype(np.float32)
-
-
-def _window_grid(config: ModelConfig) -> int:
-    """The in-plane period, in pixels, of the model's patches and attention windows.
-
-    Every window size of both architectures is in pixels (CTHNet's encoder window is
-    (z, y, x)). A tile that starts on this grid is cut into the same windows as the whole
-    image; one off the grid is cut differently everywhere, which changed an untrained CTHNet's
-    output by hundreds of HU across the whole tile, not only near its borders.
-    """
-    sizes = [config.tile_multiple]
-    for field in dataclasses.fields(config):
-        if field.name.endswith("window"):
-            value = getattr(config, field.name)
-            sizes.extend(value[-2:] if isinstance(value, tuple) else [value])
-    return math.lcm(*sizes)
 
 
 def _tile_starts(size: int, tile: int, overlap: int, grid: int) -> list[int]:
@@ -324,7 +306,7 @@ def upsample_with_model(
     view = sitk.GetArrayViewFromImage(volume.image)
     thick = np.moveaxis(view, 2 - thin.axis, 0)  # (slices, in-plane, in-plane), a view
     count, height, width = thick.shape
-    grid = _window_grid(config)
+    grid = config.window_grid
     padded = (height + _in_plane_padding(height, grid), width + _in_plane_padding(width, grid))
     tile = max(grid, options.tile - options.tile % grid)
     tile_h, tile_w = min(tile, padded[0]), min(tile, padded[1])

@@ -130,8 +130,8 @@ def upsample_file(
 ) -> None:
     """Read a thick scan, make its thin-slice version and write it.
 
-    ``model_name`` names the model in the output's description (DICOM DerivationDescription,
-    NIfTI descrip) so that a reader can tell which method made the slices.
+    ``model_name`` names the model in the output's description (the DICOM series and
+    derivation descriptions) so that a reader can tell which method made the slices.
     """
 
     def process(volume: Volume) -> Volume:

@@ -45,6 +45,16 @@ class ModelConfig:
         """In-plane sizes must be a multiple of this."""
         raise NotImplementedError
 
+    @property
+    def window_grid(self) -> int:
+        """The in-plane period, in pixels, of the model's folds and attention windows.
+
+        A tile that starts on this grid is cut into the same windows as the whole image; one
+        off the grid is cut differently everywhere, which changes the output across the whole
+        tile, not only near its borders. The engine places tiles on it.
+        """
+        raise NotImplementedError
+
     def __post_init__(self) -> None:
         self._check_types()
         if self.layout not in LAYOUTS:
@@ -126,6 +136,11 @@ class CTHNetConfig(ModelConfig):
     def tile_multiple(self) -> int:
         return self.fold
 
+    @property
+    def window_grid(self) -> int:
+        height, width = self.encoder_window[1:]
+        return math.lcm(self.fold, height, width, self.through_window, self.in_plane_window)
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_heads(self.encoder_dim, self.encoder_heads, "encoder")
@@ -158,6 +173,11 @@ class TVSRNConfig(ModelConfig):
     @property
     def tile_multiple(self) -> int:
         return math.lcm(self.patch, self.fold)
+
+    @property
+    def window_grid(self) -> int:
+        windows = (self.encoder_window, self.through_window, self.in_plane_window)
+        return math.lcm(self.tile_multiple, *windows)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -33,9 +33,11 @@ from thinct.errors import InputError
 STUB_PREFIXES = ("net", "timm", "torch.nn")
 # What torch's legacy (pre-1.6, not zip) format starts with: a pickled magic number.
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
-# More modules than this, or config values nested deeper, come from a crafted file (shared
-# or self-containing entries could otherwise make the walks below endless).
-_MAX_MODULES = 100_000
+# Bounds of the walks over the pickled objects, far above what the published networks need
+# (a few hundred modules and tensors, names under 100 characters, plain configs): shared or
+# self-containing entries in a crafted file could otherwise make them endless or huge.
+_MAX_ITEMS = 100_000
+_MAX_NAME = 500
 _MAX_DEPTH = 64
 
 _STORAGE_DTYPES: dict[str, torch.dtype] = {
@@ -311,28 +313,38 @@ def _module_tensors(net: Any) -> dict[str, Tensor]:
     """A pickled module's state dict, in ``module.state_dict()`` order (depth first)."""
     tensors: dict[str, Tensor] = {}
     pending = [("", net)]
-    for _ in range(_MAX_MODULES):
-        if not pending:
-            return tensors
+    budget = _MAX_ITEMS
+    while pending:
         prefix, module = pending.pop()
         state = module.state if isinstance(module, _Stub) else None
         if not isinstance(state, dict):
             raise InputError(f"{prefix.rstrip('.') or 'net'} is not a pickled torch module")
+        entries = [*_named(state, "_parameters"), *_named(state, "_buffers")]
+        children = _named(state, "_modules")
+        budget -= 1 + len(entries) + len(children)
+        if budget < 0 or len(prefix) > _MAX_NAME:
+            raise InputError(
+                f"not a published network: over {_MAX_ITEMS} modules and tensors, or names "
+                f"over {_MAX_NAME} characters"
+            )
         skipped = state.get("_non_persistent_buffers_set") or set()
-        for name, tensor in [*_named(state, "_parameters"), *_named(state, "_buffers")]:
+        for name, tensor in entries:
             if tensor is None or name in skipped:
                 continue
             if not isinstance(tensor, Tensor):
                 raise InputError(f"{prefix}{name} is not a tensor")
             tensors[prefix + name] = tensor.as_subclass(Tensor)
-        children = [(f"{prefix}{name}.", child) for name, child in _named(state, "_modules")]
-        pending.extend(reversed([entry for entry in children if entry[1] is not None]))
-    raise InputError(f"more than {_MAX_MODULES} modules: not a published network")
+        pending.extend(
+            (f"{prefix}{name}.", child) for name, child in reversed(children) if child is not None
+        )
+    return tensors
 
 
 def _named(state: dict[str, Any], key: str) -> list[tuple[str, Any]]:
     entries = state.get(key) or {}
-    if not isinstance(entries, Mapping) or not all(isinstance(k, str) for k in entries):
+    if not isinstance(entries, Mapping) or len(entries) > _MAX_ITEMS:
+        raise InputError(f"malformed module: {key} is not a table of names")
+    if not all(isinstance(k, str) and len(k) <= _MAX_NAME for k in entries):
         raise InputError(f"malformed module: {key} is not a table of names")
     return list(entries.items())
 
