@@ -92,7 +92,7 @@ def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 # --- version and help -------------------------------------------------------------------
 
-COMMANDS = ("upsample", "simulate", "info")
+COMMANDS = ("upsample", "simulate", "info", "convert")
 
 
 def test_help_lists_every_command_in_a_real_process(tmp_path: Path):
@@ -120,6 +120,13 @@ EXPECTED_OPTIONS = {
         "--quiet",
         "--dtype",
         "--series",
+        "--model",
+        "--device",
+        "--precision",
+        "--tile",
+        "--tile-overlap",
+        "--z-overlap",
+        "--batch-size",
     ],
     "simulate": [
         "--thickness",
@@ -132,6 +139,7 @@ EXPECTED_OPTIONS = {
         "--series",
     ],
     "info": ["--json", "--series"],
+    "convert": ["--overwrite", "--quiet"],
 }
 # Choices and defaults the help must state (whitespace-normalised help text).
 EXPECTED_WORDS = {
@@ -146,9 +154,14 @@ EXPECTED_WORDS = {
         "int16",
         "float32",
         "IN... OUT",
+        "default: auto",
+        "cuda",
+        "bf16",
+        "default: fp32",
     ],
     "simulate": ["boxcar", "gaussian", "default: 5.0", "int16", "float32", "IN... OUT"],
     "info": ["FILE", "JSON"],
+    "convert": ["OFFICIAL", "FOLDER", "none of its code"],
 }
 
 

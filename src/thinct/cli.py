@@ -24,7 +24,10 @@ from thinct.geometry import check_target_options
 from thinct.inference import InferenceOptions
 from thinct.inference import check_options as check_inference_options
 from thinct.io import read_volume
-from thinct.models import load_model
+from thinct.models import load_model, save_model
+from thinct.models.official import official_model
+from thinct.models.safe_unpickle import read_official_checkpoint
+from thinct.models.storage import sha256_of
 from thinct.pipeline import simulate_file, upsample_file
 from thinct.reporting import Reporter, os_failure, out_of_memory
 from thinct.simulate import check_slab_options
@@ -427,10 +430,6 @@ def convert(
 def _convert_checkpoint(source: Path, folder: Path, overwrite: bool) -> None:
     """Check both paths before reading anything, then write the folder with a card saying
     where its weights come from (the source's sha256 ties the folder to that exact file)."""
-    from thinct.models import save_model
-    from thinct.models.official import official_model
-    from thinct.models.safe_unpickle import read_official_checkpoint
-    from thinct.models.storage import sha256_of
 
     if not source.exists():
         raise UsageError(f"{source}: no such file")

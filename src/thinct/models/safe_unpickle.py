@@ -31,6 +31,14 @@ from thinct.errors import InputError
 # Modules whose classes become inert stand-ins: the published model's own (``net.*``), timm's
 # (DropPath moved between timm versions) and torch's layers.
 STUB_PREFIXES = ("net", "timm", "torch.nn")
+# Modules whose names never belong in a checkpoint of the published model: refused at once,
+# with a message naming them. Names from other modules become inert stand-ins that may not be
+# called, so this list only makes messages clearer; it is not what keeps a pickle harmless.
+REFUSED_PREFIXES = (
+    "builtins", "os", "posix", "nt", "sys", "subprocess", "shutil", "importlib", "runpy",
+    "pickle", "marshal", "ctypes", "socket", "code", "pty", "io", "operator", "functools",
+    "types", "webbrowser", "torch",
+)  # fmt: skip
 # What torch's legacy (pre-1.6, not zip) format starts with: a pickled magic number.
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 # Bounds of the walks over the pickled objects, far above what the published networks need
@@ -115,6 +123,22 @@ class _Stub:
 
     def __setstate__(self, state: Any) -> None:
         self.state = state
+
+
+class _UncallableStub(type):
+    """Metaclass of stand-ins for classes from unknown modules (say, an options object in
+    ``config_dict``): pickle restores an object without calling its class, which stays inert;
+    a pickle that calls the name instead (how ``os.system("...")`` is pickled) is refused."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise InputError(
+            f"refused to call {cls.__module__}.{cls.__qualname__}: the checkpoint would run "
+            "code that is neither a tensor nor a class of the published model"
+        )
+
+
+def _within(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes)
 
 
 def _rebuild_tensor(
@@ -245,16 +269,19 @@ class _RestrictedUnpickler(pickle.Unpickler):
         qualified = f"{module}.{name}"
         if qualified in _CALLABLES:
             return _CALLABLES[qualified]
-        if any(module == prefix or module.startswith(prefix + ".") for prefix in STUB_PREFIXES):
-            key = (module, name)
-            if key not in self._stubs:
-                attributes = {"__module__": module, "__qualname__": name, "__slots__": ()}
-                self._stubs[key] = type(name.rpartition(".")[2], (_Stub,), attributes)
-            return self._stubs[key]
-        raise InputError(
-            f"refused to load {qualified}: the checkpoint names code that is neither a tensor "
-            "nor a class of the published model (a foreign or malicious pickle)"
-        )
+        if _within(module, REFUSED_PREFIXES) and not _within(module, STUB_PREFIXES):
+            raise InputError(
+                f"refused to load {qualified}: the checkpoint names code that is neither a "
+                "tensor nor a class of the published model (a foreign or malicious pickle)"
+            )
+        key = (module, name)
+        if key not in self._stubs:
+            attributes = {"__module__": module, "__qualname__": name, "__slots__": ()}
+            # The published model's classes may be called like classes; anything else may
+            # only be instantiated the way pickle restores objects (without calling it).
+            kind = type if _within(module, STUB_PREFIXES) else _UncallableStub
+            self._stubs[key] = kind(name.rpartition(".")[2], (_Stub,), attributes)
+        return self._stubs[key]
 
     def persistent_load(self, pid: Any) -> _Storage:
         return self._storages.load(pid)
@@ -364,26 +391,35 @@ def _state_dict(net: Any) -> dict[str, Tensor]:
 _DROPPED = object()
 
 
-def _plain(value: Any, seen: dict[int, Any], depth: int = 0) -> Any:
-    """``value`` if it is made of plain data only (nested containers keep their plain parts),
-    else `_DROPPED`. Each container is converted once (``seen``, by id); one that holds itself
-    or is nested too deep is dropped."""
-    if value is None or type(value) in (str, int, float, bool):
-        return value
-    if id(value) in seen:
-        return seen[id(value)]
-    seen[id(value)] = _DROPPED  # until converted: a container inside itself is dropped
-    result = _DROPPED
-    if depth < _MAX_DEPTH and type(value) in (list, tuple):
-        items = (_plain(item, seen, depth + 1) for item in value)
-        result = type(value)(item for item in items if item is not _DROPPED)
-    elif depth < _MAX_DEPTH and isinstance(value, Mapping):
-        pairs = (
-            (key, _plain(item, seen, depth + 1)) for key, item in value.items() if type(key) is str
-        )
-        result = {key: item for key, item in pairs if item is not _DROPPED}
-    seen[id(value)] = result
-    return result
+def _plain_config(config: Any) -> dict[str, Any]:
+    """The plain values of ``config_dict`` (strings, numbers, booleans, None, and lists,
+    tuples and dicts of them); anything else is dropped.
+
+    A crafted pickle can share one container many times or put it inside itself, which
+    would expand without end when printed or written as JSON: the result holds at most
+    `_MAX_ITEMS` values and string characters, nested at most `_MAX_DEPTH` deep.
+    """
+    remaining = _MAX_ITEMS
+
+    def plain(value: Any, depth: int) -> Any:
+        nonlocal remaining
+        remaining -= 1 + (len(value) if type(value) is str else 0)
+        if remaining < 0:
+            return _DROPPED
+        if value is None or type(value) in (str, int, float, bool):
+            return value
+        if depth >= _MAX_DEPTH:
+            return _DROPPED
+        if type(value) in (list, tuple):
+            items = (plain(item, depth + 1) for item in value)
+            return type(value)(item for item in items if item is not _DROPPED)
+        if isinstance(value, Mapping):
+            pairs = ((key, plain(item, depth + 1)) for key, item in value.items())
+            return {k: v for k, v in pairs if type(k) is str and v is not _DROPPED}
+        return _DROPPED
+
+    result = plain(config, 0)
+    return result if isinstance(result, dict) else {}
 
 
 def read_official_checkpoint(path: Path) -> OfficialCheckpoint:
@@ -401,7 +437,7 @@ def read_official_checkpoint(path: Path) -> OfficialCheckpoint:
                 "no 'net' entry: not an official checkpoint ({'net': module, 'config_dict': ...})"
             )
         tensors = _state_dict(content["net"])
-        config = _plain(content.get("config_dict"), {})
+        config = _plain_config(content.get("config_dict"))
     except InputError as error:
         raise InputError(f"{path}: {error}") from None
-    return OfficialCheckpoint(tensors, config if isinstance(config, dict) else {})
+    return OfficialCheckpoint(tensors, config)
