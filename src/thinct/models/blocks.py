@@ -237,15 +237,54 @@ class SwinLayer(nn.Module):
         padded = x.shape[1:-1]
         gather, scatter, mask = self._windowing(padded, x.device)
         windows = x.reshape(batch, -1, channels).index_select(1, gather)
-        windows = self.attn(windows.reshape(batch, -1, math.prod(self.window), channels), mask)
+        windows = windows.reshape(batch, -1, math.prod(self.window), channels)
+        if torch.is_grad_enabled():
+            windows = self.attn(windows, mask)
+        else:
+            windows = self._attend_in_chunks(windows, mask)
         x = windows.reshape(batch, -1, channels).index_select(1, scatter).reshape(x.shape)
         if any(pads):
             x = x[(slice(None), *(slice(0, size) for size in spatial))]
         return x
 
+    def _attend_in_chunks(self, windows: Tensor, mask: Tensor | None) -> Tensor:
+        """Attention a few thousand windows at a time (inference): the same result, without
+        the full-size query, key, value and attention tensors."""
+        batch, count, tokens, channels = windows.shape
+        step = _chunk_rows(batch * tokens * 3 * channels, multiple=_PACKED_LENGTH)
+        out = torch.empty_like(windows)
+        for start in range(0, count, step):
+            part = slice(start, start + step)
+            out[:, part] = self.attn(windows[:, part], None if mask is None else mask[part])
+        return out
+
+    def _mlp(self, x: Tensor) -> Tensor:
+        """x + MLP(norm(x)); at inference in chunks of tokens, which never holds the 4x wider
+        hidden activations of the whole tile at once."""
+        if torch.is_grad_enabled():
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.empty_like(flat)
+        step = _chunk_rows(self.mlp.fc1.out_features)
+        for start in range(0, flat.shape[0], step):
+            part = flat[start : start + step]
+            out[start : start + step] = part + self.mlp(self.norm2(part))
+        return out.reshape(x.shape)
+
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self._attend(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        return self._mlp(x + self.drop_path(self._attend(self.norm1(x))))
+
+
+# Inference processes tokens in chunks whose widest activation stays under this many bytes: a
+# size glibc keeps in its heap for reuse (its mmap threshold tops out at 32 MB), so chunks cost
+# no page faults, and the peak memory no longer grows with the tile area times the MLP width.
+_CHUNK_BYTES = 16 * 2**20
+
+
+def _chunk_rows(row_elements: int, multiple: int = 1) -> int:
+    """Rows per chunk for rows of ``row_elements`` float32 values (a multiple of ``multiple``)."""
+    rows = max(1, _CHUNK_BYTES // (4 * row_elements))
+    return max(multiple, rows - rows % multiple)
 
 
 def channels_last(x: Tensor) -> Tensor:
