@@ -9,11 +9,13 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+import torch
 from cli_helpers import assert_ok, read, thinct
 from conftest import real_dicom_folder, shared_scan
 
 import thinct as thinct_api
 from thinct.geometry import Grid, slab_extent, slice_axis
+from thinct.models import create_model, save_model
 
 pytestmark = pytest.mark.slow
 
@@ -64,3 +66,35 @@ def test_real_dicom_series_to_a_thin_dicom_series(tmp_path):
     assert summary["slices"] == 320
     assert summary["slice_spacing_mm"] == pytest.approx(1.0)
     assert summary["slices_look"] == "thin"
+
+
+def test_real_dicom_series_through_a_model_to_a_thin_dicom_series(tmp_path):
+    """The whole model path on a real full-size series: every one of the 320 thin slices is
+    predicted, on the thin grid of the same extent, and the series names the model."""
+    source = real_dicom_folder()
+    torch.manual_seed(0)
+    small = create_model(
+        "cthnet", encoder_dim=8, encoder_depths=(1,), latent_channels=2, fold=4,
+        through_depths=(1,), through_heads=4, in_plane_depths=(1,), head_channels=4,
+    )  # fmt: skip
+    folder = save_model(small, tmp_path / "small-cthnet")
+    target = tmp_path / "thin_series"
+    assert_ok(thinct("upsample", source, target, "--model", folder, "--device", "cpu"))
+
+    files = sorted(target.iterdir())
+    assert len(files) == 64 * 5
+    written = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert "model small-cthnet" in written.DerivationDescription
+    thick = thinct_api.read_volume(source)
+    thin = thinct_api.read_volume(target)
+    thick_grid, thin_grid = Grid.of(thick.image), Grid.of(thin.image)
+    for end_thick, end_thin in zip(
+        slab_extent(thick_grid, slice_axis(thick_grid.spacing)),
+        slab_extent(thin_grid, slice_axis(thin_grid.spacing)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(end_thin, end_thick, atol=1e-3)
+    # Every slice holds the model's prediction: none is constant (an empty, unpredicted slice
+    # would be), the first and last included.
+    values = sitk.GetArrayFromImage(thin.image)
+    assert all(np.ptp(plane) > 0 for plane in values)
