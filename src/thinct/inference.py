@@ -65,7 +65,7 @@ class InferenceOptions:
     pixels for the published models); 512 covers a usual scan in one tile, smaller tiles bound
     the memory. ``tile_overlap``: pixels shared by neighbouring tiles (at least; tiles start on
     the grid). ``batch_size``: windows or tiles per forward pass.
-    ``precision``: ``bf16``/``fp16`` run the model under autocast (see docs/models.md for the
+    ``precision``: ``bf16``/``fp16`` run the model under autocast (see docs/benchmarks.md for the
     error they add). ``restore_clipped``: take values outside [-1024, 2048] HU from linear
     interpolation.
     """
