@@ -103,6 +103,24 @@ def test_help_lists_every_command_in_a_real_process(tmp_path: Path):
     assert result.stderr == ""
 
 
+def test_commands_without_a_model_never_load_torch(tmp_path: Path, example_thick: Path):
+    """torch takes seconds to import: `import thinct`, the CLI and an interpolation job must
+    not pay for it (it loads with the first model)."""
+    script = (
+        "import sys, thinct, thinct.cli\n"
+        "from pathlib import Path\n"
+        "from thinct.pipeline import upsample_file\n"
+        f"upsample_file(Path({str(example_thick)!r}), Path({str(tmp_path / 'out.nii.gz')!r}), "
+        "method='linear')\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "thinct.load_model\n"
+        "assert 'torch' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.nii.gz").is_file()
+
+
 def test_version_prints_the_package_version_on_stdout(in_tmp_path, capfd):
     result = thinct_in_process(capfd, "--version")
     assert result.returncode == 0, show(result)

@@ -37,6 +37,17 @@ def test_real_5mm_chest_scan_to_1mm(tmp_path):
     np.testing.assert_array_equal(thin_values[2::5], thick_values)
 
 
+def assert_same_extent(thick: thinct_api.Volume, thin: thinct_api.Volume) -> None:
+    """The thin slices cover exactly the thick slabs: outer edges at the same world points."""
+    thick_grid, thin_grid = Grid.of(thick.image), Grid.of(thin.image)
+    for end_thick, end_thin in zip(
+        slab_extent(thick_grid, slice_axis(thick_grid.spacing)),
+        slab_extent(thin_grid, slice_axis(thin_grid.spacing)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(end_thin, end_thick, atol=1e-3)
+
+
 def test_real_dicom_series_to_a_thin_dicom_series(tmp_path):
     source = real_dicom_folder()
     target = tmp_path / "thin_series"
@@ -52,15 +63,8 @@ def test_real_dicom_series_to_a_thin_dicom_series(tmp_path):
     assert float(written.SliceThickness) == 1.0
     assert "SYNTHETIC" in written.DerivationDescription
 
-    thick = thinct_api.read_volume(source)
     thin = thinct_api.read_volume(target)
-    thick_grid, thin_grid = Grid.of(thick.image), Grid.of(thin.image)
-    for end_thick, end_thin in zip(
-        slab_extent(thick_grid, slice_axis(thick_grid.spacing)),
-        slab_extent(thin_grid, slice_axis(thin_grid.spacing)),
-        strict=True,
-    ):
-        np.testing.assert_allclose(end_thin, end_thick, atol=1e-3)
+    assert_same_extent(thinct_api.read_volume(source), thin)
 
     summary = json.loads(thinct("info", target, "--json").stdout)
     assert summary["slices"] == 320
@@ -85,15 +89,8 @@ def test_real_dicom_series_through_a_model_to_a_thin_dicom_series(tmp_path):
     assert len(files) == 64 * 5
     written = pydicom.dcmread(files[0], stop_before_pixels=True)
     assert "model small-cthnet" in written.DerivationDescription
-    thick = thinct_api.read_volume(source)
     thin = thinct_api.read_volume(target)
-    thick_grid, thin_grid = Grid.of(thick.image), Grid.of(thin.image)
-    for end_thick, end_thin in zip(
-        slab_extent(thick_grid, slice_axis(thick_grid.spacing)),
-        slab_extent(thin_grid, slice_axis(thin_grid.spacing)),
-        strict=True,
-    ):
-        np.testing.assert_allclose(end_thin, end_thick, atol=1e-3)
+    assert_same_extent(thinct_api.read_volume(source), thin)
     # Every slice holds the model's prediction: none is constant (an empty, unpredicted slice
     # would be), the first and last included.
     values = sitk.GetArrayFromImage(thin.image)

@@ -12,26 +12,25 @@ import warnings
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from torch import nn
 
 from thinct import __version__
 from thinct.batch import Job, Outcome, plan_jobs, run_jobs
 from thinct.errors import ThinctError, ThinctWarning, UsageError
 from thinct.geometry import check_target_options
-from thinct.inference import InferenceOptions
-from thinct.inference import check_options as check_inference_options
+from thinct.inference_options import InferenceOptions
 from thinct.io import read_volume
-from thinct.models import load_model, save_model
-from thinct.models.official import official_model
-from thinct.models.safe_unpickle import read_official_checkpoint
-from thinct.models.storage import sha256_of
 from thinct.pipeline import simulate_file, upsample_file
 from thinct.reporting import Reporter, os_failure, out_of_memory
 from thinct.simulate import check_slab_options
 from thinct.summary import format_summary, scan_summary
+
+# torch, and the modules that use it, load inside the commands that run a model (upsample
+# --model, convert): every other command, and --help, starts in a fraction of a second.
+if TYPE_CHECKING:
+    from torch import nn
 
 app = typer.Typer(
     name="thinct",
@@ -317,6 +316,9 @@ def upsample(
             return
         if method is not None:
             raise UsageError("give either --model or --method, not both")
+        from thinct.inference import check_options as check_inference_options
+        from thinct.models import load_model
+
         check_inference_options(options)
         loaded["model"] = load_model(model_spec)
         check_inference_options(options, loaded["model"].config.slices)
@@ -439,6 +441,11 @@ def _convert_checkpoint(source: Path, folder: Path, overwrite: bool) -> None:
         raise UsageError(f"{folder} exists; give --overwrite to replace it")
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder} exists and is not a folder")
+    from thinct.models import save_model
+    from thinct.models.official import official_model
+    from thinct.models.safe_unpickle import read_official_checkpoint
+    from thinct.models.storage import sha256_of
+
     checkpoint = read_official_checkpoint(source)
     model = official_model(checkpoint, source)
     details = {

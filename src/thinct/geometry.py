@@ -55,6 +55,12 @@ class Grid:
         index = np.asarray(index, dtype=float)
         return np.asarray(self.origin) + (index * np.asarray(self.spacing)) @ self.matrix.T
 
+    def apply_to_image(self, image: sitk.Image) -> None:
+        """Give an image of this grid's size this grid's spacing, origin and direction."""
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+
     def apply_to(self, resampler: sitk.ResampleImageFilter) -> None:
         """Make a resampler produce exactly this grid."""
         resampler.SetSize([int(v) for v in self.size])

@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
@@ -38,45 +37,19 @@ from torch import nn
 
 from thinct.errors import ThinctError, UsageError
 from thinct.geometry import ThinGrid
+from thinct.inference_options import DEVICES, PRECISIONS, CancelCallback, InferenceOptions
+from thinct.interpolate import ProgressCallback
 from thinct.runtime import tune_allocator
 from thinct.volume import Volume
 
 HU_MIN, HU_MAX = -1024.0, 2048.0
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # A thin slice closer than this (in slots) to a model slot is that slot.
 _SLOT_EPS = 1e-4
 
-ProgressCallback = Callable[[float], None]
-CancelCallback = Callable[[], bool]
-
 
 class Cancelled(ThinctError):
     """The caller asked the engine to stop; nothing is returned."""
-
-
-@dataclass(frozen=True)
-class InferenceOptions:
-    """How the engine covers a scan; the defaults suit a 512 x 512 chest scan on a CPU.
-
-    ``z_overlap``: thick slices shared by consecutive windows (1 to L - 1; more is smoother
-    and slower). ``tile``: in-plane tile size, rounded down to the model's window grid (8
-    pixels for the published models); 512 covers a usual scan in one tile, smaller tiles bound
-    the memory. ``tile_overlap``: pixels shared by neighbouring tiles (at least; tiles start on
-    the grid). ``batch_size``: windows or tiles per forward pass.
-    ``precision``: ``bf16``/``fp16`` run the model under autocast (see docs/benchmarks.md for the
-    error they add). ``restore_clipped``: take values outside [-1024, 2048] HU from linear
-    interpolation.
-    """
-
-    z_overlap: int = 2
-    tile: int = 512
-    tile_overlap: int = 32
-    batch_size: int = 1
-    device: str = "auto"
-    precision: str = "fp32"
-    restore_clipped: bool = True
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,14 +89,9 @@ def check_options(options: InferenceOptions, slices: int | None = None) -> None:
         )
 
 
-@dataclass(frozen=True)
-class _Window:
-    start: int  # first thick slice (may lie before 0 or past the end: reflected)
-    first_slot: int  # = ratio * start
-
-
-def _plan_windows(low: int, high: int, slices: int, ratio: int, overlap: int) -> list[_Window]:
-    """Windows that cover slots ``low..high`` with their trusted middles.
+def _plan_windows(low: int, high: int, slices: int, ratio: int, overlap: int) -> list[int]:
+    """First thick slices of the windows that cover slots ``low..high`` with their trusted
+    middles (they may lie before 0 or past the end: the scan is reflected there).
 
     A slot counts as covered when it lies at least half a cross-fade (half the slots two
     neighbouring windows share) from both ends of a window.
@@ -137,7 +105,7 @@ def _plan_windows(low: int, high: int, slices: int, ratio: int, overlap: int) ->
     starts = list(range(start, max(start, last) + 1, stride))
     if starts[-1] < last:
         starts.append(last)  # moved back to end where the scan ends, as the published code does
-    return [_Window(s, s * ratio) for s in starts]
+    return starts
 
 
 def _slot_weights(slots: int, shared: int) -> np.ndarray:
@@ -266,14 +234,14 @@ def _in_plane_padding(size: int, multiple: int) -> int:
 
 
 def _windows_of_input(
-    thick: np.ndarray, windows: list[_Window], slices: int, padded: tuple[int, int]
+    thick: np.ndarray, starts: list[int], slices: int, padded: tuple[int, int]
 ) -> Iterator[np.ndarray]:
     """Each window's thick slices, reflected past the ends, windowed to [0, 1] and padded
     in-plane by reflection to ``padded``."""
     count, height, width = thick.shape
     pad = ((0, 0), (0, padded[0] - height), (0, padded[1] - width))
-    for window in windows:
-        index = _reflected(np.arange(window.start, window.start + slices), count)
+    for start in starts:
+        index = _reflected(np.arange(start, start + slices), count)
         cube = np.clip(thick[index].astype(np.float32), HU_MIN, HU_MAX)
         cube = (cube - HU_MIN) / (HU_MAX - HU_MIN)
         if any(after for _, after in pad):
@@ -353,9 +321,9 @@ def upsample_with_model(
         while remaining.get(next_window) == 0:
             plane = planes.pop(next_window)[:, :height, :width]
             plane /= coverage[:height, :width]
-            blender.add(windows[next_window].first_slot, plane, slot_weights)
+            blender.add(windows[next_window] * config.ratio, plane, slot_weights)
             following = next_window + 1
-            blender.release(windows[following].first_slot if following < len(windows) else None)
+            blender.release(windows[following] * config.ratio if following < len(windows) else None)
             del remaining[next_window]
             next_window = following
 
@@ -390,7 +358,5 @@ def upsample_with_model(
 
     image = sitk.GetImageFromArray(np.moveaxis(output, 0, 2 - thin.axis))
     del output
-    image.SetSpacing(thin.grid.spacing)
-    image.SetOrigin(thin.grid.origin)
-    image.SetDirection(thin.grid.direction)
+    thin.grid.apply_to_image(image)
     return volume.with_image(image, slice_thickness=thin.spacing)

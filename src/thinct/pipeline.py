@@ -11,17 +11,19 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from thinct import __version__
 from thinct.errors import OutputError, ThinctError, ThinctWarning, UsageError
 from thinct.geometry import Grid, thin_grid
-from thinct.inference import CancelCallback, InferenceOptions, upsample_with_model
+from thinct.inference_options import CancelCallback, InferenceOptions
 from thinct.interpolate import ProgressCallback, interpolate
 from thinct.io import hounsfield_warning, output_request, read_volume, write_volume
 from thinct.simulate import simulate_thick
 from thinct.volume import Volume
+
+if TYPE_CHECKING:  # torch loads only when a model runs: commands without one start fast
+    from torch import nn
 
 
 def same_path(first: Path, second: Path) -> bool:
@@ -78,6 +80,8 @@ def upsample_volume(
     """
     thin = thin_grid(Grid.of(volume.image), spacing=spacing, factor=factor, align=align)
     if model is not None:
+        from thinct.inference import upsample_with_model
+
         return upsample_with_model(volume, thin, model, options, progress, cancel)
     return interpolate(volume, thin, method=method, progress=progress)
 

@@ -35,6 +35,14 @@ class ModelConfig:
     drop_path_rate: float = 0.1
     latent_channels: int = 8
     head_channels: int = 16
+    # The through-plane and in-plane decoders, the same in both architectures.
+    fold: int = 8
+    through_depths: tuple[int, ...] = (4,)
+    through_heads: int = 8
+    through_window: int = 4
+    in_plane_depths: tuple[int, ...] = (4, 4)
+    in_plane_heads: int = 8
+    in_plane_window: int = 8
 
     @property
     def out_slots(self) -> int:
@@ -65,6 +73,10 @@ class ModelConfig:
             raise UsageError("latent_channels must be even (sine and cosine pairs)")
         if self.mlp_ratio == 0 or self.drop_path_rate >= 1:
             raise UsageError("mlp_ratio must be positive and drop_path_rate below 1")
+        self.check_heads(self.latent_channels * self.fold, self.through_heads, "through-plane")
+        self.check_heads(
+            self.latent_channels * self.out_slots, self.in_plane_heads, "in-plane decoder"
+        )
 
     def _check_types(self) -> None:
         """Each field must have its default's type (JSON lists become tuples), and sizes must
@@ -124,13 +136,6 @@ class CTHNetConfig(ModelConfig):
     encoder_depths: tuple[int, ...] = (4,)
     encoder_heads: int = 8
     encoder_window: tuple[int, int, int] = (2, 2, 2)
-    fold: int = 8
-    through_depths: tuple[int, ...] = (4,)
-    through_heads: int = 8
-    through_window: int = 4
-    in_plane_depths: tuple[int, ...] = (4, 4)
-    in_plane_heads: int = 8
-    in_plane_window: int = 8
 
     @property
     def tile_multiple(self) -> int:
@@ -144,10 +149,6 @@ class CTHNetConfig(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_heads(self.encoder_dim, self.encoder_heads, "encoder")
-        self.check_heads(self.latent_channels * self.fold, self.through_heads, "through-plane")
-        self.check_heads(
-            self.latent_channels * self.out_slots, self.in_plane_heads, "in-plane decoder"
-        )
 
 
 @dataclass(frozen=True)
@@ -162,13 +163,6 @@ class TVSRNConfig(ModelConfig):
     encoder_depths: tuple[int, ...] = (4,)
     encoder_heads: int = 8
     encoder_window: int = 8
-    fold: int = 8
-    through_depths: tuple[int, ...] = (4,)
-    through_heads: int = 8
-    through_window: int = 4
-    in_plane_depths: tuple[int, ...] = (4, 4)
-    in_plane_heads: int = 8
-    in_plane_window: int = 8
 
     @property
     def tile_multiple(self) -> int:
@@ -182,10 +176,6 @@ class TVSRNConfig(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_heads(self.slices * self.latent_channels, self.encoder_heads, "encoder")
-        self.check_heads(self.latent_channels * self.fold, self.through_heads, "through-plane")
-        self.check_heads(
-            self.latent_channels * self.out_slots, self.in_plane_heads, "in-plane decoder"
-        )
 
 
 def _is_int(value: Any) -> bool:

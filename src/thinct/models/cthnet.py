@@ -9,14 +9,13 @@ from torch import Tensor, nn
 
 from thinct.models.blocks import (
     ResidualSwinStage,
-    SwinBackbone2d,
     channels_first,
     channels_last,
     init_weights,
     sinusoidal_encoding,
 )
 from thinct.models.config import CTHNetConfig
-from thinct.models.through_plane import ThroughPlaneDecoder
+from thinct.models.decoders import build_decoders, pointwise_head
 
 
 class HybridEncoder3d(nn.Module):
@@ -66,35 +65,9 @@ class CTHNet(nn.Module):
         self.register_buffer(
             "slot_encoding", sinusoidal_encoding(slots, latent).T.contiguous(), persistent=False
         )
-        self.through_plane = ThroughPlaneDecoder(
-            SwinBackbone2d(
-                latent * config.fold,
-                config.through_depths,
-                config.through_heads,
-                config.through_window,
-                masked=False,
-                stage_conv=True,
-                mlp_ratio=config.mlp_ratio,
-                drop_path_rate=config.drop_path_rate,
-            ),
-            config.fold,
-        )
-        self.in_plane = SwinBackbone2d(
-            latent * slots,
-            config.in_plane_depths,
-            config.in_plane_heads,
-            config.in_plane_window,
-            masked=False,
-            stage_conv=True,
-            mlp_ratio=config.mlp_ratio,
-            drop_path_rate=config.drop_path_rate,
-        )
+        self.through_plane, self.in_plane = build_decoders(config, masked=False, stage_conv=True)
         self.in_plane_conv = nn.Conv2d(latent * slots, latent * slots, 3, padding=1)
-        self.head = nn.Sequential(
-            nn.Conv3d(latent, config.head_channels, 1),
-            nn.LeakyReLU(0.01),
-            nn.Conv3d(config.head_channels, 1, 1),
-        )
+        self.head = pointwise_head(config)
         self.apply(init_weights)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -326,9 +326,9 @@ def _check_format(path: Path) -> None:
         head = stream.read(len(_LEGACY_MAGIC))
     if head.startswith(_LEGACY_MAGIC):
         raise InputError(
-            "torch's legacy (non-zip) checkpoint format is not supported; re-save it as a zip "
-            "checkpoint where the official code runs: torch.save(torch.load(OLD, "
-            "weights_only=False), NEW) with torch >= 1.6, for a file you trust"
+            "torch's legacy (non-zip) checkpoint format is not supported; re-save it with "
+            "torch 1.6 or later, whose torch.save writes zip checkpoints, where the official "
+            "code runs and only if you trust the file"
         )
     if not zipfile.is_zipfile(path):
         if head.startswith(b"PK\x03\x04"):

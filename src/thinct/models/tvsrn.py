@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from thinct.models.blocks import SwinBackbone2d, init_weights, sinusoidal_encoding
 from thinct.models.config import TVSRNConfig
-from thinct.models.through_plane import ThroughPlaneDecoder
+from thinct.models.decoders import build_decoders, pointwise_head
 
 
 class TVSRN(nn.Module):
@@ -37,34 +37,8 @@ class TVSRN(nn.Module):
             mlp_ratio=config.mlp_ratio,
         )
         self.register_buffer("slot_encoding", sinusoidal_encoding(slots, latent), persistent=False)
-        self.through_plane = ThroughPlaneDecoder(
-            SwinBackbone2d(
-                latent * config.fold,
-                config.through_depths,
-                config.through_heads,
-                config.through_window,
-                masked=True,
-                stage_conv=False,
-                mlp_ratio=config.mlp_ratio,
-                drop_path_rate=config.drop_path_rate,
-            ),
-            config.fold,
-        )
-        self.in_plane = SwinBackbone2d(
-            latent * slots,
-            config.in_plane_depths,
-            config.in_plane_heads,
-            config.in_plane_window,
-            masked=True,
-            stage_conv=False,
-            mlp_ratio=config.mlp_ratio,
-            drop_path_rate=config.drop_path_rate,
-        )
-        self.head = nn.Sequential(
-            nn.Conv3d(latent, config.head_channels, 1),
-            nn.LeakyReLU(0.01),
-            nn.Conv3d(config.head_channels, 1, 1),
-        )
+        self.through_plane, self.in_plane = build_decoders(config, masked=True, stage_conv=False)
+        self.head = pointwise_head(config)
         self.apply(init_weights)
 
     def forward(self, x: Tensor) -> Tensor:

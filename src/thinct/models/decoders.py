@@ -1,0 +1,76 @@
+"""The decoders and the head that CTHNet and TVSRN share.
+
+The through-plane decoder:
+The thin slots are stacked as image rows so that 2D Swin attention mixes information along z:
+in the sagittal view, groups of ``fold`` neighbouring columns are folded into channels and
+each group is a (slots x H) image; the coronal view does the same over rows. Both views go
+through one shared backbone and are unfolded back and summed.
+"""
+
+from __future__ import annotations
+
+from einops import rearrange
+from torch import Tensor, nn
+
+from thinct.models.blocks import SwinBackbone2d
+from thinct.models.config import ModelConfig
+
+
+class ThroughPlaneDecoder(nn.Module):
+    def __init__(self, backbone: SwinBackbone2d, fold: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.fold = fold
+
+    def forward(self, rows: Tensor) -> Tensor:
+        """rows: (B, slots, C, H, W) -> the sum of both views, same shape."""
+        batch = rows.shape[0]
+        sagittal = rearrange(rows, "b s c h (g f) -> (b g) (c f) s h", f=self.fold)
+        sagittal = rearrange(
+            self.backbone(sagittal), "(b g) (c f) s h -> b s c h (g f)", b=batch, f=self.fold
+        )
+        coronal = rearrange(rows, "b s c (g f) w -> (b g) (c f) s w", f=self.fold)
+        coronal = rearrange(
+            self.backbone(coronal), "(b g) (c f) s w -> b s c (g f) w", b=batch, f=self.fold
+        )
+        return sagittal + coronal
+
+
+def build_decoders(
+    config: ModelConfig, masked: bool, stage_conv: bool
+) -> tuple[ThroughPlaneDecoder, SwinBackbone2d]:
+    """The through-plane decoder and the in-plane backbone (over all latent planes of all
+    slots as channels). TVSRN masks its shifted windows; CTHNet ends each stage with a conv."""
+    latent = config.latent_channels
+
+    def backbone(dim: int, depths: tuple[int, ...], heads: int, window: int) -> SwinBackbone2d:
+        return SwinBackbone2d(
+            dim,
+            depths,
+            heads,
+            window,
+            masked=masked,
+            stage_conv=stage_conv,
+            mlp_ratio=config.mlp_ratio,
+            drop_path_rate=config.drop_path_rate,
+        )
+
+    through = backbone(
+        latent * config.fold, config.through_depths, config.through_heads, config.through_window
+    )
+    in_plane = backbone(
+        latent * config.out_slots,
+        config.in_plane_depths,
+        config.in_plane_heads,
+        config.in_plane_window,
+    )
+    return ThroughPlaneDecoder(through, config.fold), in_plane
+
+
+def pointwise_head(config: ModelConfig) -> nn.Sequential:
+    """Per voxel and slot, the latent channels to one intensity."""
+    return nn.Sequential(
+        nn.Conv3d(config.latent_channels, config.head_channels, 1),
+        nn.LeakyReLU(0.01),
+        nn.Conv3d(config.head_channels, 1, 1),
+    )
