@@ -460,6 +460,37 @@ def _convert_checkpoint(source: Path, folder: Path, overwrite: bool) -> None:
     save_model(model, folder, details=details)
 
 
+@app.command()
+def train(
+    config: Annotated[
+        str, typer.Option("--config", "-c", metavar="FILE.yaml", help="The training recipe.")
+    ],
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in the config's output folder.")
+    ] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a model on the recipe in a YAML file; the best weights go to OUTPUT/best.
+
+    Example: thinct train --config configs/default.yaml
+    Several processes: torchrun --nproc_per_node 2 -m thinct train --config FILE.yaml
+    """
+    with Reporter(quiet=quiet) as reporter:
+        try:
+            from thinct.train import train as run_training
+            from thinct.train_config import load_train_config
+
+            result = run_training(load_train_config(config), resume=resume, report=reporter.info)
+        except ThinctError as error:
+            reporter.error(str(error))
+            raise typer.Exit(error.exit_code) from None
+        reporter.info(
+            f"trained {result.steps} steps in {result.seconds / 60:.1f} min; best step "
+            f"{result.best_step} (validation PSNR {result.best_psnr:.2f} dB, SSIM "
+            f"{result.best_ssim:.4f}) in {result.folder / 'best'}"
+        )
+
+
 def _exit_with_error(message: str, code: int) -> NoReturn:
     """The last resort of `main`, after the reporter has closed: still one ``error:`` line."""
     print(f"error: {message}", file=sys.stderr)

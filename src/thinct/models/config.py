@@ -43,6 +43,10 @@ class ModelConfig:
     in_plane_depths: tuple[int, ...] = (4, 4)
     in_plane_heads: int = 8
     in_plane_window: int = 8
+    # Not in the papers: predict a correction to the thick slices' linear interpolation
+    # (the head starts at zero, so an untrained model is linear interpolation). Small models
+    # trained briefly converge much faster this way; the published models leave it off.
+    interpolation_residual: bool = False
 
     @property
     def out_slots(self) -> int:
@@ -90,6 +94,8 @@ class ModelConfig:
                 ok = isinstance(value, tuple) and all(_is_int(v) and v > 0 for v in value)
                 if field.name.endswith("window"):  # one size per spatial axis
                     ok = ok and len(value) == len(default)
+            elif isinstance(default, bool):
+                ok = isinstance(value, bool)
             elif isinstance(default, float):
                 ok = (_is_int(value) or isinstance(value, float)) and value >= 0
             elif isinstance(default, int):

@@ -15,7 +15,7 @@ from thinct.models.blocks import (
     sinusoidal_encoding,
 )
 from thinct.models.config import CTHNetConfig
-from thinct.models.decoders import build_decoders, pointwise_head
+from thinct.models.decoders import build_decoders, pointwise_head, with_interpolation
 
 
 class HybridEncoder3d(nn.Module):
@@ -90,4 +90,6 @@ class CTHNet(nn.Module):
             through = through.transpose(1, 2).reshape(batch, latent * slots, height, width)
         residual = slotted.reshape(batch, latent * slots, height, width)
         out = self.in_plane_conv(self.in_plane(through)) + residual
-        return self.head(out.reshape(batch, latent, slots, height, width))
+        return with_interpolation(
+            self.head(out.reshape(batch, latent, slots, height, width)), x, self.config
+        )

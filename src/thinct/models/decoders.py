@@ -9,6 +9,7 @@ through one shared backbone and are unfolded back and summed.
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -68,9 +69,22 @@ def build_decoders(
 
 
 def pointwise_head(config: ModelConfig) -> nn.Sequential:
-    """Per voxel and slot, the latent channels to one intensity."""
-    return nn.Sequential(
+    """Per voxel and slot, the latent channels to one intensity. A residual head starts at
+    zero, so an untrained model is exactly linear interpolation."""
+    head = nn.Sequential(
         nn.Conv3d(config.latent_channels, config.head_channels, 1),
         nn.LeakyReLU(0.01),
         nn.Conv3d(config.head_channels, 1, 1),
     )
+    if config.interpolation_residual:
+        nn.init.zeros_(head[-1].weight)
+        nn.init.zeros_(head[-1].bias)
+    return head
+
+
+def with_interpolation(out: Tensor, thick: Tensor, config: ModelConfig) -> Tensor:
+    """With ``interpolation_residual``, the head's output is a correction to the linear
+    interpolation of the thick slices (align_corners puts thick slice z on slot ratio * z)."""
+    if not config.interpolation_residual:
+        return out
+    return out + F.interpolate(thick, size=out.shape[2:], mode="trilinear", align_corners=True)

@@ -74,6 +74,26 @@ register_model(
 )
 register_model(
     RegistryEntry(
+        "cthnet-small",
+        CTHNetConfig(
+            encoder_dim=16,
+            encoder_depths=(1,),
+            encoder_heads=2,
+            latent_channels=2,
+            head_channels=8,
+            mlp_ratio=2.0,
+            through_depths=(1,),
+            through_heads=2,
+            in_plane_depths=(2,),
+            in_plane_heads=4,
+            interpolation_residual=True,
+        ),
+        "A small CTHNet for CPUs (the default model): 8 x 5 mm slices to 36 x 1 mm slots, "
+        "0.2 M parameters, a correction to linear interpolation",
+    )
+)
+register_model(
+    RegistryEntry(
         "tvsrn",
         TVSRNConfig(),
         "TVSRN as published (RPLHR-CT, MICCAI 2022): 4 x 5 mm slices to 16 x 1 mm slots, "

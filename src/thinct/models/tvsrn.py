@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from thinct.models.blocks import SwinBackbone2d, init_weights, sinusoidal_encoding
 from thinct.models.config import TVSRNConfig
-from thinct.models.decoders import build_decoders, pointwise_head
+from thinct.models.decoders import build_decoders, pointwise_head, with_interpolation
 
 
 class TVSRN(nn.Module):
@@ -58,7 +58,7 @@ class TVSRN(nn.Module):
             out = out.reshape(batch, latent, slots, height, width)
         else:
             out = out.reshape(batch, slots, latent, height, width).transpose(1, 2)
-        return self.head(out)
+        return with_interpolation(self.head(out), x, config)
 
 
 __all__ = ["TVSRN"]
