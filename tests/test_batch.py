@@ -8,6 +8,9 @@ outputs are skipped unless --overwrite; one bad file (unreadable, refused, too l
 memory) is reported on a line that starts with its name and the rest go on, with exit code 1
 if any failed; an output folder inside the input folder is not re-processed; no staging
 folders are left behind; the inputs are never modified.
+
+Batches are the same for every method, so `upsample` runs interpolate here (`--method
+bspline`, which starts without torch); test_cli_model.py runs a batch through a model.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ from thinct.batch import plan_jobs
 from thinct.errors import UsageError
 
 THIN_SIZE = (28, 24, 40)  # ct_array's 8 slices of 5 mm upsampled to 1 mm (edges)
+
+
+def _upsample(*args: str) -> list[object]:
+    """`thinct upsample ARGS` by interpolation (see the module docstring)."""
+    return ["upsample", *args, "--method", "bspline"]
 
 
 def _scans(folder: Path, *names: str) -> Path:
@@ -89,12 +97,12 @@ def _mixed_folder(folder: Path) -> list[object]:
     _scans(folder / "scans", "sub/series")
     _broken(folder / "scans" / "broken.nii.gz")
     (folder / "scans" / "notes.txt").write_text("not a scan")
-    return ["upsample", "scans", "out"]
+    return _upsample("scans", "out")
 
 
 def _glob(folder: Path) -> list[object]:
     _scans(folder / "scans", "a.nii.gz", "b.nii.gz", "c.mha", "sub/d.nii.gz")
-    return ["upsample", "scans/*.nii.gz", "out", "--quiet"]  # quoted: no shell expands it
+    return _upsample("scans/*.nii.gz", "out", "--quiet")  # quoted: no shell expands it
 
 
 def _glob_everything(folder: Path) -> list[object]:
@@ -102,46 +110,46 @@ def _glob_everything(folder: Path) -> list[object]:
     plain folder: only the scans are processed, as in a folder scan."""
     _scans(folder / "scans", "a.nii.gz", "e.nhdr", "series")
     _not_scans(folder / "scans")
-    return ["upsample", "scans/*", "out"]
+    return _upsample("scans/*", "out")
 
 
 def _explicit(folder: Path) -> list[object]:
     _scans(folder / "one", "a.nii.gz")
     _scans(folder / "two", "b.mha", "series")
-    return ["upsample", "one/a.nii.gz", "two/b.mha", "two/series", "out"]
+    return _upsample("one/a.nii.gz", "two/b.mha", "two/series", "out")
 
 
 def _explicit_with_a_broken_one(folder: Path) -> list[object]:
     _scans(folder, "a.nii.gz", "c.nii.gz")
     _broken(folder / "b.nii.gz")
-    return ["upsample", "a.nii.gz", "b.nii.gz", "c.nii.gz", "out"]
+    return _upsample("a.nii.gz", "b.nii.gz", "c.nii.gz", "out")
 
 
 def _into_existing_folder(folder: Path) -> list[object]:
     _scans(folder, "in.nii.gz")
     (folder / "existing").mkdir()
-    return ["upsample", "in.nii.gz", "existing/"]
+    return _upsample("in.nii.gz", "existing/")
 
 
 def _an_input_is_its_own_output(folder: Path) -> list[object]:
     _scans(folder, "a.nii.gz")
     _scans(folder / "scans", "b.nii.gz")
-    return ["upsample", "a.nii.gz", "scans/b.nii.gz", "scans", "--overwrite"]
+    return _upsample("a.nii.gz", "scans/b.nii.gz", "scans", "--overwrite")
 
 
 def _same_names(folder: Path) -> list[object]:
     _scans(folder, "one/a.nii.gz", "two/a.nii.gz")
-    return ["upsample", "one/a.nii.gz", "two/a.nii.gz", "out"]
+    return _upsample("one/a.nii.gz", "two/a.nii.gz", "out")
 
 
 def _output_is_input_folder(folder: Path) -> list[object]:
     _scans(folder / "scans", "a.nii.gz", "b.nii.gz")
-    return ["upsample", "scans", "scans", "--overwrite"]
+    return _upsample("scans", "scans", "--overwrite")
 
 
 def _float_with_a_dicom_series(folder: Path) -> list[object]:
     _scans(folder / "scans", "a.nii.gz", "series")
-    return ["upsample", "scans", "out", "--dtype", "float32"]
+    return _upsample("scans", "out", "--dtype", "float32")
 
 
 def _too_large_for_the_memory(folder: Path) -> list[object]:
@@ -325,7 +333,7 @@ def test_existing_outputs_are_skipped_unless_overwrite(tmp_path: Path):
     write_dicom(out / "series", ct_array(slices=3))
     inputs = snapshot(tmp_path / "scans")
 
-    first = thinct("upsample", "scans", "out", cwd=tmp_path)
+    first = thinct(*_upsample("scans", "out"), cwd=tmp_path)
 
     assert_ok(first)
     assert (out / "a.nii.gz").read_text() == "an older output"
@@ -335,7 +343,7 @@ def test_existing_outputs_are_skipped_unless_overwrite(tmp_path: Path):
     assert len(skipped) == 2, show(first)
     assert _summary(first).startswith("1 written, 2 skipped, 0 failed"), show(first)
 
-    second = thinct("upsample", "scans", "out", "--overwrite", cwd=tmp_path)
+    second = thinct(*_upsample("scans", "out", "--overwrite"), cwd=tmp_path)
 
     assert_ok(second)
     assert _summary(second).startswith("3 written, 0 skipped, 0 failed"), show(second)
@@ -350,8 +358,8 @@ def test_output_folder_inside_the_input_folder_is_not_reprocessed(tmp_path: Path
     _scans(tmp_path / "scans", "a.nii.gz", "sub/b.nii.gz", "series")
     inputs = snapshot(tmp_path / "scans")
 
-    first = thinct("upsample", "scans", "scans/thin", cwd=tmp_path)
-    second = thinct("upsample", "scans", "scans/thin", "--overwrite", cwd=tmp_path)
+    first = thinct(*_upsample("scans", "scans/thin"), cwd=tmp_path)
+    second = thinct(*_upsample("scans", "scans/thin", "--overwrite"), cwd=tmp_path)
 
     for result in (first, second):
         assert_ok(result)

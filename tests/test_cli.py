@@ -6,6 +6,10 @@ Rules under test: help and version; `upsample` grids for both alignments, --spac
 left empty by upsample/simulate; exit codes 0 (ok), 1 (processing failure), 2 (usage error);
 every bad input gives one "error:" line, no traceback and no output, and never touches the input.
 
+`thinct upsample` runs the default model unless --method is given (test_cli_model.py tests the
+models). The runs here are about grids, formats, streams and mistakes, which every method
+shares: they interpolate (`--method bspline`), which needs no torch and starts at once.
+
 Independent runs of a family (the grids, the bad inputs) are started side by side by
 module-scoped fixtures (`run_family`), each in its own folder; the tests then check one run
 each. Runs that end before any scan is processed (help, parser errors, impossible options,
@@ -103,22 +107,37 @@ def test_help_lists_every_command_in_a_real_process(tmp_path: Path):
     assert result.stderr == ""
 
 
-def test_commands_without_a_model_never_load_torch(tmp_path: Path, example_thick: Path):
-    """torch takes seconds to import: `import thinct`, the CLI and an interpolation job must
-    not pay for it (it loads with the first model)."""
-    script = (
-        "import sys, thinct, thinct.cli\n"
-        "from pathlib import Path\n"
-        "from thinct.pipeline import upsample_file\n"
-        f"upsample_file(Path({str(example_thick)!r}), Path({str(tmp_path / 'out.nii.gz')!r}), "
-        "method='linear')\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
-        "thinct.load_model\n"
-        "assert 'torch' in sys.modules\n"
+def test_commands_without_a_model_never_load_torch(
+    tmp_path: Path, example_thick: Path, example_thin: Path
+):
+    """torch takes seconds to import: `import thinct`, --help, --version, `info`, `simulate`
+    and `upsample --method` must not pay for it (it loads with the first model: `upsample`
+    without --method runs the default model)."""
+    script = f"""
+import sys, thinct
+from thinct.cli import main
+
+def run(*args):
+    try:
+        main([str(a) for a in args])
+    except SystemExit as done:
+        assert done.code in (0, None), (args, done.code)
+
+run("--version")
+run("--help")
+run("upsample", "--help")
+run("info", {str(example_thick)!r}, "--json")
+run("simulate", {str(example_thin)!r}, "thick.nii.gz", "--quiet")
+run("upsample", {str(example_thick)!r}, "thin.nii.gz", "--method", "linear", "--quiet")
+assert "torch" not in sys.modules, "torch was imported"
+thinct.load_model
+assert "torch" in sys.modules
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "out.nii.gz").is_file()
+    assert (tmp_path / "thick.nii.gz").is_file() and (tmp_path / "thin.nii.gz").is_file()
 
 
 def test_version_prints_the_package_version_on_stdout(in_tmp_path, capfd):
@@ -165,7 +184,7 @@ EXPECTED_WORDS = {
         "nearest",
         "linear",
         "lanczos",
-        "default: bspline",
+        "default: the shipped cthnet-small",
         "centers",
         "default: edges",
         "default 1.0",
@@ -203,6 +222,9 @@ def test_command_help_documents_every_option(in_tmp_path, capfd, command: str):
 
 # --- upsample ---------------------------------------------------------------------------
 
+# The interpolation that the runs below use (see the module docstring).
+BSPLINE = ["--method", "bspline"]
+
 # 8 thick slices of 5 mm (40 mm of slabs): options, thin slices, thin spacing, and where the
 # first thin slice sits relative to the first thick slice centre, in mm along the slice axis.
 UPSAMPLE_GRIDS = {
@@ -218,7 +240,7 @@ UPSAMPLE_GRIDS = {
 def _upsample_oblique(options: list[str]) -> Callable[[Path], list[object]]:
     def setup(folder: Path) -> list[object]:
         write_scan(folder / "thick.nii.gz", direction=OBLIQUE)
-        return ["upsample", "thick.nii.gz", "thin.nii.gz", *options]
+        return ["upsample", "thick.nii.gz", "thin.nii.gz", *BSPLINE, *options]
 
     return setup
 
@@ -251,7 +273,7 @@ def test_upsample_example_by_four_lands_on_the_original_thin_grid(
     """The 5 mm example was simulated from the 1.25 mm one; --factor 4 (edges) must give back
     exactly the thin scan's grid, and values close to it."""
     target = tmp_path / "thin.nii.gz"
-    assert_ok(thinct("upsample", example_thick, target, "--factor", "4"))
+    assert_ok(thinct("upsample", example_thick, target, "--factor", "4", *BSPLINE))
     thin, truth = read(target), read(example_thin)
     assert thin.GetSize() == truth.GetSize() == (192, 192, 64)
     assert np.allclose(thin.GetSpacing(), truth.GetSpacing(), atol=1e-6)
@@ -263,7 +285,8 @@ def test_upsample_example_by_four_lands_on_the_original_thin_grid(
 
 def test_method_changes_the_result_and_keeps_the_thick_slices(tmp_path: Path):
     """With centred alignment and --factor 4, every 4th thin slice sits on a thick slice
-    centre, where every method must return the thick slice; between them they differ."""
+    centre, where every method must return the thick slice; between them they differ.
+    (Without --method a model runs: test_cli_model.py.)"""
     source = write_scan(tmp_path / "thick.mha")
     thick = voxels(source).astype(np.float32)
     grid = ["--factor", "4", "--align", "centers", "--dtype", "float32"]
@@ -277,7 +300,6 @@ def test_method_changes_the_result_and_keeps_the_thick_slices(tmp_path: Path):
             )
             for method in methods
         }
-        | {"default": lambda: thinct("upsample", source, tmp_path / "default.nii.gz", *grid)}
     )
     results = {}
     for name in runs:
@@ -289,7 +311,6 @@ def test_method_changes_the_result_and_keeps_the_thick_slices(tmp_path: Path):
     for name, thin in results.items():
         assert thin.shape == (29, 24, 28)
         assert np.allclose(thin[::4], thick, atol=1e-2), name
-    assert np.array_equal(results["default"], results["bspline"])
     for first, second in itertools.combinations(methods, 2):
         difference = np.abs(results[first] - results[second]).max()
         assert difference > 10, f"--method {first} and {second} give the same result"
@@ -302,20 +323,20 @@ def test_method_changes_the_result_and_keeps_the_thick_slices(tmp_path: Path):
 def _upsample_to(output: str, *options: str) -> Callable[[Path], list[object]]:
     def setup(folder: Path) -> list[object]:
         write_scan(folder / "thick.nii.gz", direction=OBLIQUE)
-        return ["upsample", "thick.nii.gz", output, *options]
+        return ["upsample", "thick.nii.gz", output, *BSPLINE, *options]
 
     return setup
 
 
 def _upsample_dicom_input(folder: Path) -> list[object]:
     write_dicom(folder / "series")
-    return ["upsample", "series", "thin.nii.gz"]
+    return ["upsample", "series", "thin.nii.gz", *BSPLINE]
 
 
 def _upsample_photo(folder: Path) -> list[object]:
     array = np.tile(np.arange(0, 256, 10, dtype=np.int16), (6, 24, 1))[:, :, :24]
     write_scan(folder / "photo.nii.gz", array)
-    return ["upsample", "photo.nii.gz", "thin.nii.gz", "--quiet"]
+    return ["upsample", "photo.nii.gz", "thin.nii.gz", *BSPLINE, "--quiet"]
 
 
 SUCCESSES = {
@@ -381,7 +402,9 @@ def test_overwrite_replaces_existing_outputs(tmp_path: Path):
 
     runs = run_concurrently(
         {
-            output: (lambda o=output: thinct("upsample", source, tmp_path / o, "--overwrite"))
+            output: (
+                lambda o=output: thinct("upsample", source, tmp_path / o, *BSPLINE, "--overwrite")
+            )
             for output in ("thin.nii.gz", "series")
         }
     )
@@ -431,7 +454,7 @@ def _on_a_terminal(
 def test_progress_on_a_terminal_goes_to_stderr(tmp_path: Path):
     """On a terminal the progress bar is drawn, on stderr only: stdout stays pipeable."""
     source = write_scan(tmp_path / "thick.nii.gz")
-    process, primary = _on_a_terminal(["upsample", source, "thin.nii.gz"], tmp_path)
+    process, primary = _on_a_terminal(["upsample", source, "thin.nii.gz", *BSPLINE], tmp_path)
     text = _read_terminal(primary)
     stdout = process.stdout.read()
     process.stdout.close()
@@ -482,7 +505,7 @@ def test_progress_bar_stays_out_of_itk_messages(tmp_path: Path):
     os.mkfifo(tmp_path / "cut.raw")
     half = bytes(28 * 24 * 8)  # half of the 2-byte voxels
     process, primary = _on_a_terminal(
-        ["upsample", "cut.mha", "thin.nii.gz"], tmp_path, {"FORCE_COLOR": "1"}
+        ["upsample", "cut.mha", "thin.nii.gz", *BSPLINE], tmp_path, {"FORCE_COLOR": "1"}
     )
     feeder = threading.Thread(
         target=_feed_and_stop_short, args=(tmp_path / "cut.raw", half, process)
@@ -651,12 +674,21 @@ def test_info_calls_slices_between_thin_and_thick_borderline(in_tmp_path: Path, 
 
 @dataclass(frozen=True)
 class Bad:
-    """A bad command line, run in a folder that holds a good thick scan ``in.nii.gz``."""
+    """A bad command line, run in a folder that holds a good thick scan ``in.nii.gz``.
+
+    `upsample` runs interpolate (`command_line` adds --method bspline): what is refused here is
+    refused before or apart from the method, and test_cli_model.py shows the default model
+    refusing the same way."""
 
     args: list[str]
     code: int
     says: str
     setup: Callable[[Path], object] | None = None
+
+    def command_line(self) -> list[str]:
+        if self.args[0] == "upsample":
+            return [*self.args, *BSPLINE]
+        return list(self.args)
 
 
 def _truncate(name: str, keep: float) -> Callable[[Path], object]:
@@ -706,7 +738,7 @@ def _link(name: str, to: str) -> Callable[[Path], object]:
 
 def _series_with_a_gap(folder: Path) -> None:
     """A DICOM series written by `thinct upsample` (no extension), one slice file deleted."""
-    assert_ok(thinct("upsample", "in.nii.gz", "series", cwd=folder))
+    assert_ok(thinct("upsample", "in.nii.gz", "series", *BSPLINE, cwd=folder))
     (folder / "series" / "IM00020.dcm").unlink()
 
 
@@ -812,7 +844,7 @@ def _bad_setup(case: Bad) -> Callable[[Path], list[object]]:
         write_scan(folder / IN)
         if case.setup is not None:
             case.setup(folder)
-        return list(case.args)
+        return case.command_line()
 
     return setup
 
@@ -899,7 +931,7 @@ def test_mistakes_caught_early_are_one_error_line(in_tmp_path: Path, capfd, name
     if case.setup is not None:
         case.setup(in_tmp_path)
     before = snapshot(in_tmp_path)
-    assert_one_error(thinct_in_process(capfd, *case.args), case.code, case.says)
+    assert_one_error(thinct_in_process(capfd, *case.command_line()), case.code, case.says)
     assert snapshot(in_tmp_path) == before
 
 
@@ -907,11 +939,11 @@ def test_an_output_folder_that_holds_the_input_is_refused(in_tmp_path: Path, cap
     """Replacing a DICOM output folder moves it aside and deletes it: with the input inside,
     that would delete the input, whatever --overwrite says."""
     write_scan(in_tmp_path / IN)
-    assert_ok(thinct_in_process(capfd, "upsample", IN, "study", "--quiet"))
+    assert_ok(thinct_in_process(capfd, "upsample", IN, "study", *BSPLINE, "--quiet"))
     (in_tmp_path / "study" / "sub").mkdir()
     (in_tmp_path / "study" / "sub" / "scan.nii.gz").write_bytes((in_tmp_path / IN).read_bytes())
     before = snapshot(in_tmp_path)
-    for options in ([], ["--overwrite"]):
+    for options in (BSPLINE, [*BSPLINE, "--overwrite"]):
         result = thinct_in_process(capfd, "upsample", "study/sub/scan.nii.gz", "study", *options)
         assert_one_error(result, 2, "study holds the input study/sub/scan.nii.gz")
     assert snapshot(in_tmp_path) == before
@@ -922,7 +954,7 @@ def test_an_operating_system_error_is_one_line(in_tmp_path: Path, capfd, command
     """The system refuses the path itself (here a name longer than any file system allows;
     a folder the user may not enter is the same): no traceback, the reason and the path."""
     name = "x" * 5000
-    args = [name] if command == "info" else [name, OUT]
+    args = [name] if command == "info" else [name, OUT, *BSPLINE]
     line = assert_one_error(thinct_in_process(capfd, command, *args), 1, "File name too long")
     assert line == f"error: {name}: File name too long"
 
@@ -931,7 +963,7 @@ def test_errors_reach_a_stderr_without_a_file_descriptor(in_tmp_path: Path, caps
     """Where sys.stderr is only in memory (pytest's capsys, typer's CliRunner), the reporter
     cannot duplicate its descriptor and writes to sys.stderr itself."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["upsample", "missing.nii.gz", OUT])
+        main(["upsample", "missing.nii.gz", OUT, *BSPLINE])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: missing.nii.gz: no such file or folder\n"
 

@@ -1,17 +1,29 @@
-"""`thinct upsample --model`: a model folder saved with `thinct.models.save_model` predicts the
-thin slices, with the engine's options taken from the command line.
+"""`thinct upsample` with a model: the default model (`cthnet-small`, whose weights ship in the
+package) when neither --model nor --method is given, or a model folder saved with
+`thinct.models.save_model` (--model), with the engine's options taken from the command line.
 
-Rules under test: the output lies on the thin grid and holds exactly what the engine makes
-with the same options; DICOM outputs name the model; a batch shares one model; `--model`
-with `--method`, a model that does not exist, impossible engine options and an unavailable
-device are usage errors (exit 2) caught before any input is read; a corrupt model is one
-error line (exit 1). Runs use the entry point in this process, as test_cli.py does for runs
-that need no process of their own, and one real subprocess shows the whole path.
+Rules under test: without options the default model makes the thin slices, on the same thin
+grid as an interpolation, exactly as `--model cthnet-small` does, and a DICOM output names it;
+`thinct.load_model()` is that model; its shipped weights match their card and are small enough
+to ship. A model folder's output lies on the thin grid and holds exactly what the engine makes
+with the same options; engine options apply to the default model too; DICOM outputs name the
+model; a batch shares one model; `--model` with `--method`, engine options with `--method`, a
+model that does not exist, impossible engine options and an unavailable device are usage
+errors (exit 2) caught before any input is read; a corrupt model is one error line (exit 1).
+Runs use the entry point in this process, as test_cli.py does for runs that need no process
+of their own, and real subprocesses show the whole path.
+
+The shipped weights are provisional until trained ones replace them: no test here depends on
+what they predict, only on where it goes and that every way of asking for the default model
+gives the same result.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +41,12 @@ from cli_helpers import (
     thinct_in_process,
 )
 
+import thinct as thinct_package
 from thinct.geometry import Grid, thin_grid
 from thinct.inference import InferenceOptions, upsample_with_model
 from thinct.io import read_volume
-from thinct.models import create_model, load_model, save_model
+from thinct.models import DEFAULT_MODEL, create_model, load_model, save_model
+from thinct.models.registry import registry_entry
 from thinct.models.storage import WEIGHTS_FILE
 
 MODEL = "tiny-cthnet"  # the model folder's name, which outputs name as their method
@@ -85,12 +99,149 @@ def write_crop(source: Path, target: Path, x: int) -> None:
     sitk.WriteImage(image[x : x + 37, 80:122, 4:9], str(target))
 
 
-def engine_result(source: Path, model_folder: Path, **options) -> sitk.Image:
-    """What the engine itself makes of a scan with a model folder, 5 mm -> 1 mm (edges)."""
+def engine_result(source: Path, model_folder: Path | None, **options) -> sitk.Image:
+    """What the engine itself makes of a scan with a model folder (None: the default model),
+    5 mm -> 1 mm (edges)."""
     volume = read_volume(source)
     thin = thin_grid(Grid.of(volume.image), spacing=1.0, align="edges")
     options = InferenceOptions(device="cpu", **options)
     return upsample_with_model(volume, thin, load_model(model_folder), options).image
+
+
+def assert_same_geometry(image: sitk.Image, other: sitk.Image) -> None:
+    assert image.GetSize() == other.GetSize()
+    np.testing.assert_allclose(image.GetSpacing(), other.GetSpacing(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(image.GetOrigin(), other.GetOrigin(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(image.GetDirection(), other.GetDirection(), rtol=0, atol=1e-6)
+
+
+# --- the default model ------------------------------------------------------------------
+
+
+def test_without_options_upsample_runs_the_default_model_on_the_thin_grid(
+    workdir: Path, capfd, example_thick: Path
+):
+    """The Quick start's command, in a real process: the default model makes the thin slices
+    on the grid an interpolation makes, and they are what `--model cthnet-small` makes."""
+    result = thinct("upsample", example_thick, "default.nii.gz", cwd=workdir)
+    assert_ok(result)
+    assert "wrote default.nii.gz" in result.stderr, show(result)
+    bspline = ["upsample", example_thick, "bspline.nii.gz", "--method", "bspline", "--quiet"]
+    assert_ok(thinct_in_process(capfd, *bspline))
+    named = ["upsample", example_thick, "named.nii.gz", "--model", DEFAULT_MODEL, "--quiet"]
+    assert_ok(thinct_in_process(capfd, *named))
+
+    default = sitk.ReadImage(str(workdir / "default.nii.gz"))
+    assert default.GetSize() == (192, 192, 80)  # 16 slices of 5 mm to 1 mm, edges
+    assert default.GetPixelID() == sitk.sitkInt16
+    assert_same_geometry(default, sitk.ReadImage(str(workdir / "bspline.nii.gz")))
+    values = sitk.GetArrayFromImage(default)
+    named_values = sitk.GetArrayFromImage(sitk.ReadImage(str(workdir / "named.nii.gz")))
+    np.testing.assert_array_equal(values, named_values)
+    # Not the interpolation that was the default before the model.
+    bspline_values = sitk.GetArrayFromImage(sitk.ReadImage(str(workdir / "bspline.nii.gz")))
+    assert not np.array_equal(values, bspline_values)
+
+
+def test_a_dicom_output_of_the_default_model_names_it(workdir: Path, capfd):
+    assert_ok(thinct_in_process(capfd, "upsample", IN, "series", "--quiet"))
+    files = sorted((workdir / "series").iterdir())
+    assert len(files) == 25  # 5 slices of 5 mm to 1 mm, edges
+    first = pydicom.dcmread(files[0])
+    assert first.DerivationDescription.startswith("SYNTHETIC thin slices, thinct")
+    assert first.DerivationDescription.endswith(f"model {DEFAULT_MODEL} (edges)")
+    assert f"model {DEFAULT_MODEL}" in first.SeriesDescription
+
+
+def test_load_model_without_a_spec_is_the_default_model():
+    assert DEFAULT_MODEL == "cthnet-small"
+    model = thinct_package.load_model()
+    assert model.config == registry_entry(DEFAULT_MODEL).config
+    assert not model.training
+    named = thinct_package.load_model(DEFAULT_MODEL).state_dict()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, named[name]), name
+
+
+def _weights_folder() -> Path:
+    folder = resources.files("thinct") / "weights" / DEFAULT_MODEL
+    assert isinstance(folder, Path)  # an installed or editable package is plain files
+    return folder
+
+
+def test_the_shipped_weights_match_their_card_and_are_small():
+    """The card's sha256 is the one the loader checks; 20 MB keeps the wheel small."""
+    folder = _weights_folder()
+    weights = folder / WEIGHTS_FILE
+    card = (folder / "README.md").read_text()
+    (recorded,) = set(re.findall(r"\b[0-9a-f]{64}\b", card))
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == recorded
+    assert weights.stat().st_size <= 20 * 1024 * 1024
+    assert (folder / "config.json").is_file()
+
+
+def test_the_weights_are_package_data():
+    """pyproject.toml ships `thinct/weights/*/*` as package data: the weights are found as a
+    resource of the package, where an installed wheel has them, not only in this checkout."""
+    files = resources.files("thinct") / "weights" / DEFAULT_MODEL
+    for name in ("config.json", WEIGHTS_FILE, "README.md"):
+        assert (files / name).is_file(), name
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    package_data = pyproject.split("[tool.setuptools.package-data]", 1)[1].split("\n[", 1)[0]
+    assert re.search(r'^thinct = \[.*"weights/\*/\*".*\]', package_data, flags=re.M)
+
+
+# 128 x 128 pixels in 64-pixel tiles sharing 16 (rounded to the 8-pixel window grid): tiles
+# start at 0, 32 and 64 along each axis. Pixels 0-31 and 96-127 lie in one tile only, at least
+# 32 pixels from that tile's inner border.
+TILED = ["--tile", "64", "--tile-overlap", "16"]
+ONE_TILE = np.r_[0:32, 96:128]
+
+
+def test_engine_options_apply_to_the_default_model(workdir: Path, capfd, example_thick: Path):
+    """Engine options need no --model: the default model runs with them, exactly as the engine
+    does with the same options, and tiles change the result only where they meet. A tile in
+    the wrong place or with the wrong weight would be off by tens to hundreds of HU far from
+    any border; the network's float rounding differs between tile sizes by far less."""
+    image = sitk.ReadImage(str(example_thick))
+    sitk.WriteImage(image[32:160, 32:160, 4:12], str(workdir / "crop.nii.gz"))
+    common = ["--device", "cpu", "--dtype", "float32", "--quiet"]
+    assert_ok(thinct_in_process(capfd, "upsample", "crop.nii.gz", "tiled.nii.gz", *TILED, *common))
+    assert_ok(thinct_in_process(capfd, "upsample", "crop.nii.gz", "whole.nii.gz", *common))
+
+    tiled = sitk.ReadImage(str(workdir / "tiled.nii.gz"))
+    whole = sitk.ReadImage(str(workdir / "whole.nii.gz"))
+    assert tiled.GetSize() == (128, 128, 40)
+    assert_same_geometry(tiled, whole)
+    tiled_values, whole_values = sitk.GetArrayFromImage(tiled), sitk.GetArrayFromImage(whole)
+    engine = engine_result(workdir / "crop.nii.gz", None, tile=64, tile_overlap=16)
+    np.testing.assert_allclose(tiled_values, sitk.GetArrayFromImage(engine), rtol=0, atol=1e-3)
+    far = np.abs(tiled_values - whole_values)[:, ONE_TILE][:, :, ONE_TILE]
+    assert far.max() <= 10 and far.mean() <= 0.5, (far.max(), far.mean())
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        pytest.param(["--tile", "4"], "tile must be at least 8 pixels, got 4", id="tile"),
+        # The default model's 8 slices allow 7 at most: known only once it is loaded.
+        pytest.param(
+            ["--z-overlap", "8"], "z overlap must be from 1 to 7 thick slices", id="z-overlap-8"
+        ),
+    ],
+)
+def test_the_default_model_refuses_impossible_options_before_reading(
+    workdir: Path, capfd, options: list[str], says: str
+):
+    before = snapshot(workdir)
+    result = thinct_in_process(capfd, "upsample", "missing.nii.gz", OUT, *options)
+    assert_one_error(result, 2, says)
+    assert snapshot(workdir) == before
+    control = thinct_in_process(capfd, "upsample", "missing.nii.gz", OUT)
+    assert_one_error(control, 2, "missing.nii.gz: no such file or folder")
+
+
+# --- a model folder ---------------------------------------------------------------------
 
 
 def test_a_model_folder_makes_the_thin_slices_with_the_given_options(workdir: Path, capfd):
@@ -138,9 +289,11 @@ def test_a_real_process_upsamples_with_a_model(workdir: Path):
     assert sitk.ReadImage(str(workdir / OUT)).GetSize() == (37, 42, 25)
 
 
-def test_model_and_method_together_are_a_usage_error(workdir: Path, capfd):
+@pytest.mark.parametrize("model", [MODEL, DEFAULT_MODEL])
+@pytest.mark.parametrize("method", ["linear", "bspline"])
+def test_model_and_method_together_are_a_usage_error(workdir: Path, capfd, model: str, method: str):
     before = snapshot(workdir)
-    result = thinct_in_process(capfd, "upsample", IN, OUT, "--model", MODEL, "--method", "linear")
+    result = thinct_in_process(capfd, "upsample", IN, OUT, "--model", model, "--method", method)
     assert_one_error(result, 2, "give either --model or --method, not both")
     assert snapshot(workdir) == before
 
@@ -152,12 +305,23 @@ def test_a_model_that_does_not_exist_is_a_usage_error(workdir: Path, capfd):
     assert snapshot(workdir) == before
 
 
-@pytest.mark.parametrize("option", [["--tile", "64"], ["--device", "cpu"], ["--z-overlap", "3"]])
-def test_engine_options_without_a_model_are_a_usage_error(workdir: Path, capfd, option: list[str]):
-    """Interpolation ignores them: accepting them silently would hide a forgotten --model."""
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--tile", "64"],
+        ["--tile-overlap", "16"],
+        ["--device", "cpu"],
+        ["--precision", "bf16"],
+        ["--z-overlap", "3"],
+        ["--batch-size", "2"],
+    ],
+)
+def test_engine_options_with_a_method_are_a_usage_error(workdir: Path, capfd, option: list[str]):
+    """Interpolation ignores them: accepting them silently would hide a --method given by
+    mistake."""
     before = snapshot(workdir)
-    result = thinct_in_process(capfd, "upsample", IN, OUT, *option)
-    assert_one_error(result, 2, "apply to --model only")
+    result = thinct_in_process(capfd, "upsample", IN, OUT, "--method", "bspline", *option)
+    assert_one_error(result, 2, "apply to models, not to --method")
     assert snapshot(workdir) == before
 
 

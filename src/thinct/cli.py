@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -28,9 +28,8 @@ from thinct.simulate import check_slab_options
 from thinct.summary import format_summary, scan_summary
 
 # torch, and the modules that use it, load inside the commands that run a model (upsample
-# --model, convert): every other command, and --help, starts in a fraction of a second.
-if TYPE_CHECKING:
-    from torch import nn
+# without --method, convert, train): every other command, and --help, starts in a fraction
+# of a second.
 
 app = typer.Typer(
     name="thinct",
@@ -212,8 +211,8 @@ def upsample(
         typer.Option(
             "--method",
             "-m",
-            help="Interpolation method (bspline is the paper's BIS baseline) "
-            "(default: bspline, unless --model is given).",
+            help="Interpolate instead of running a model (bspline is the paper's BIS "
+            "baseline).",
             show_default=False,
         ),
     ] = None,
@@ -222,8 +221,9 @@ def upsample(
         typer.Option(
             "--model",
             metavar="SPEC",
-            help="Predict the thin slices with a model: a model folder (config.json + "
-            "model.safetensors), an official checkpoint file, or a registered name.",
+            help="The model that predicts the thin slices: a model folder (config.json + "
+            "model.safetensors), an official checkpoint file, or a registered name "
+            "(default: the shipped cthnet-small).",
         ),
     ] = None,
     spacing: Annotated[
@@ -274,7 +274,8 @@ def upsample(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Make synthetic thin slices from thick-slice CT (IN... OUT).
+    """Make synthetic thin slices from thick-slice CT (IN... OUT) with the default model,
+    another model (--model) or an interpolation (--method).
 
     Example: thinct upsample thick.nii.gz thin.nii.gz --spacing 1.0
     """
@@ -286,13 +287,13 @@ def upsample(
         device=device.value,
         precision=precision.value,
     )
-    loaded: dict[str, nn.Module] = {}
+    loaded: dict[str, Any] = {}  # the model and its name, once check_options loads them
 
     def work(job: Job, advance: Callable[[float], None]) -> None:
         upsample_file(
             job.source,
             job.target,
-            method=(method or Method.bspline).value,
+            method=method.value if method is not None else "bspline",
             spacing=spacing,
             factor=factor,
             align=align.value,
@@ -301,26 +302,27 @@ def upsample(
             series_uid=series,
             progress=advance,
             model=loaded.get("model"),
-            model_name=model_spec and Path(model_spec).name,
+            model_name=loaded.get("name"),
             options=options,
         )
 
     def check_options() -> None:
         check_target_options(spacing, factor)
-        if model_spec is None:
+        if method is not None:
+            if model_spec is not None:
+                raise UsageError("give either --model or --method, not both")
             if options != InferenceOptions():
                 raise UsageError(
                     "--device, --precision, --tile, --tile-overlap, --z-overlap and "
-                    "--batch-size apply to --model only"
+                    "--batch-size apply to models, not to --method"
                 )
             return
-        if method is not None:
-            raise UsageError("give either --model or --method, not both")
         from thinct.inference import check_options as check_inference_options
-        from thinct.models import load_model
+        from thinct.models import DEFAULT_MODEL, load_model
 
         check_inference_options(options)
         loaded["model"] = load_model(model_spec)
+        loaded["name"] = Path(model_spec).name if model_spec else DEFAULT_MODEL
         check_inference_options(options, loaded["model"].config.slices)
 
     _run_command(arguments, overwrite, quiet, "upsampling", work, check_options)
@@ -458,6 +460,155 @@ def _convert_checkpoint(source: Path, folder: Path, overwrite: bool) -> None:
     if checkpoint.config:
         details["official_config_dict"] = json.dumps(checkpoint.config)
     save_model(model, folder, details=details)
+
+
+class Layout(str, Enum):
+    rplhr = "rplhr"
+    cthnet = "cthnet"
+
+
+class Window(str, Enum):
+    lung = "lung"
+    soft_tissue = "soft-tissue"
+
+
+@app.command()
+def evaluate(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SCAN_OR_FOLDER...",
+            help="Thin scans (files, DICOM series folders, folders of scans or quoted glob "
+            "patterns) whose thick scans are simulated; with --layout, paired dataset folders.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="REPORT_DIR",
+            help="Folder for results.csv, summary.md and figures/.",
+            show_default=False,
+        ),
+    ],
+    methods: Annotated[
+        list[Method] | None,
+        typer.Option(
+            "--method",
+            "-m",
+            help="An interpolation to evaluate; repeat for several (default: bspline and the "
+            "default model).",
+            show_default=False,
+        ),
+    ] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            metavar="SPEC",
+            help="A model to evaluate (folder, official checkpoint or registered name); repeat "
+            "for several.",
+            show_default=False,
+        ),
+    ] = None,
+    layout: Annotated[
+        Layout | None,
+        typer.Option("--layout", help="The inputs are paired dataset folders in this layout."),
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", metavar="NAME", help="The split of --layout folders.")
+    ] = "test",
+    thickness: Annotated[
+        float | None,
+        typer.Option(
+            "--thickness", "-t", metavar="MM", help="Simulated thick slices (default 5 mm)."
+        ),
+    ] = None,
+    spacing: Annotated[
+        float | None,
+        typer.Option(
+            "--spacing", metavar="MM", help="Thin slice spacing to evaluate on (default 1 mm)."
+        ),
+    ] = None,
+    profile: Annotated[
+        Profile | None,
+        typer.Option("--profile", help="Slice profile of the simulation (default boxcar)."),
+    ] = None,
+    fwhm: Annotated[
+        float | None,
+        typer.Option("--fwhm", metavar="MM", help="FWHM of the gaussian profile."),
+    ] = None,
+    slices: Annotated[
+        str | None,
+        typer.Option(
+            "--slices",
+            metavar="START:STOP",
+            help="Keep this fraction of each thin scan's slices, e.g. 0.25:0.75.",
+        ),
+    ] = None,
+    figures: Annotated[
+        bool, typer.Option("--figures/--no-figures", help="Draw a PNG figure per case.")
+    ] = True,
+    window: Annotated[
+        Window, typer.Option("--window", help="Display window of the figures.")
+    ] = Window.lung,
+    device: Annotated[
+        Device, typer.Option("--device", help="Where models run (auto: CUDA, MPS, then CPU).")
+    ] = Device.auto,
+    precision: Annotated[
+        Precision, typer.Option("--precision", help="Model arithmetic.")
+    ] = Precision.fp32,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier report in REPORT_DIR.")
+    ] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Compare methods on thin scans (thick slices simulated) or paired scans: PSNR, SSIM,
+    lung PSNR, Frangi structure score and time per scan, as CSV, markdown and figures.
+
+    Example: thinct evaluate scans/ --out report --method bspline --model models/mine
+    """
+    from thinct.evaluate import (
+        Simulation,
+        parse_slices,
+        plan_evaluation,
+        reported_warnings,
+        run_evaluation,
+    )
+
+    with Reporter(quiet=quiet) as reporter, reported_warnings(reporter):
+        try:
+            simulation = None
+            given = (thickness, spacing, profile, fwhm, slices)
+            if layout is None or any(value is not None for value in given):
+                simulation = Simulation(
+                    thickness=5.0 if thickness is None else thickness,
+                    spacing=1.0 if spacing is None else spacing,
+                    profile=(profile or Profile.boxcar).value,
+                    fwhm=fwhm,
+                    slices=parse_slices(slices),
+                )
+            evaluation = plan_evaluation(
+                inputs,
+                Path(out),
+                methods=[m.value for m in methods or []],
+                models=list(models or []),
+                layout=layout.value if layout is not None else None,
+                split=split,
+                simulation=simulation,
+                figures=figures,
+                window=window.value,
+                options=InferenceOptions(device=device.value, precision=precision.value),
+                overwrite=overwrite,
+            )
+            results, failures = run_evaluation(evaluation, reporter)
+        except ThinctError as error:
+            reporter.error(str(error))
+            raise typer.Exit(error.exit_code) from None
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()

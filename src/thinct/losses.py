@@ -29,7 +29,10 @@ def ssim_2d(output: Tensor, target: Tensor) -> Tensor:
     window = _gaussian_window().to(output)
     x = output.flatten(0, 2)[:, None]
     y = target.flatten(0, 2)[:, None]
-    blur = lambda a: F.conv2d(a, window)
+
+    def blur(a: Tensor) -> Tensor:
+        return F.conv2d(a, window)
+
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x**2
     var_y = blur(y * y) - mu_y**2

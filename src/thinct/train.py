@@ -138,6 +138,8 @@ def _save_atomic(state: dict[str, Any], path: Path) -> None:
 
 
 def _check_run_folder(folder: Path, resume: bool) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} exists and is not a folder; choose another output")
     checkpoint = folder / CHECKPOINT_FILE
     if resume and not checkpoint.is_file():
         raise UsageError(f"{folder} has no {CHECKPOINT_FILE} to resume from")
@@ -145,6 +147,74 @@ def _check_run_folder(folder: Path, resume: bool) -> None:
         raise UsageError(
             f"{folder} already holds a run; give --resume to continue it or choose another output"
         )
+
+
+def _differences(before: Any, now: Any, where: str = "") -> Iterator[str]:
+    """The places (``optim.lr``) where two plain config values differ."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        for key in [*before, *(k for k in now if k not in before)]:
+            place = f"{where}.{key}" if where else str(key)
+            yield from _differences(before.get(key), now.get(key), place)
+    elif before != now:
+        yield where
+
+
+def _check_resumable(folder: Path, state: dict[str, Any], config: TrainConfig) -> None:
+    """A run continues with the config that started it; only ``optim.steps`` may change (to
+    train longer: the schedule is then recomputed for the new length) and ``output`` (a
+    moved run folder)."""
+    saved, now = dict(state["config"]), config_to_dict(config)
+    for values in (saved, now):
+        values.pop("output", None)
+        values["optim"] = {k: v for k, v in values.get("optim", {}).items() if k != "steps"}
+    changed = list(_differences(saved, now))
+    if changed:
+        raise UsageError(
+            f"{folder} was trained with a different {changed[0]}; resume it with the same "
+            "config (only optim.steps may change)"
+        )
+    if int(state["step"]) > config.optim.steps:
+        raise UsageError(
+            f"{folder} is at step {int(state['step'])}, beyond optim.steps {config.optim.steps}"
+        )
+
+
+def _keep_log_rows(path: Path, last_step: int) -> None:
+    """Drop the log rows of steps after the checkpoint a run resumes from: those steps are
+    trained again."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as stream:
+        rows = list(csv.reader(stream))
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= last_step]
+    if len(kept) < len(rows):
+        staging = path.with_name(f".{path.name}.partial")
+        with open(staging, "w", newline="") as stream:
+            csv.writer(stream).writerows(kept)
+        os.replace(staging, path)
+
+
+def _check_cases(cases: list[Case]) -> None:
+    """Refuse validation scans too short to score, before any training step is spent."""
+    for case in cases:
+        slices = case.grid.grid.size[case.grid.axis]
+        if slices <= 2 * metrics.EDGE_SLICES:
+            raise UsageError(
+                f"validation scan {case.name}: its {slices} thin slices leave nothing to score "
+                f"once {metrics.EDGE_SLICES} are left out at each end"
+            )
+
+
+def _agree(ranks: _Ranks, device: torch.device, error: Exception | None) -> None:
+    """Stop every process when one of them failed to set up: the others would otherwise wait
+    for it forever in their first collective operation."""
+    if ranks.world > 1:
+        failed = torch.tensor([0.0 if error is None else 1.0], device=device)
+        dist.all_reduce(failed)
+        if error is None and float(failed) > 0:
+            raise UsageError("another training process failed to set up (see its error)")
+    if error is not None:
+        raise error
 
 
 def _crops(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -170,10 +240,7 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
     start, best = 0, {"step": -1, "psnr": -math.inf, "ssim": math.nan}
     if resume:
         state = torch.load(folder / CHECKPOINT_FILE, map_location=device, weights_only=True)
-        if state["config"] != config_to_dict(config):
-            raise UsageError(
-                f"{folder} was trained with a different config; resume it with the same one"
-            )
+        _check_resumable(folder, state, config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -181,24 +248,30 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
         start, best = int(state["step"]), dict(state["best"])
         say(f"resuming {folder} at step {start}")
 
-    pairs = training_pairs(config.data, model_config.ratio)
-    cases = validation_cases(config.data, model_config.ratio) if ranks.main else []
-    say(f"{len(pairs)} training pairs, {len(cases)} validation scans")
     crop = config.crop
-    sampler = CropSampler(
-        pairs,
-        CropOptions(
-            slices=model_config.slices,
-            ratio=model_config.ratio,
-            tile=crop.tile,
-            flip=crop.flip,
-            transpose=crop.transpose,
-            intensity=crop.intensity,
-            min_tissue=crop.min_tissue,
-        ),
-        seed=config.seed,
-        stream=start,
-    )
+    failure: Exception | None = None
+    try:
+        pairs = training_pairs(config.data, model_config.ratio)
+        cases = validation_cases(config.data, model_config.ratio) if ranks.main else []
+        _check_cases(cases)
+        sampler = CropSampler(
+            pairs,
+            CropOptions(
+                slices=model_config.slices,
+                ratio=model_config.ratio,
+                tile=crop.tile,
+                flip=crop.flip,
+                transpose=crop.transpose,
+                intensity=crop.intensity,
+                min_tissue=crop.min_tissue,
+            ),
+            seed=config.seed,
+            stream=start,
+        )
+    except Exception as error:  # every process stops, not only the one that failed
+        failure = error
+    _agree(ranks, device, failure)
+    say(f"{len(pairs)} training pairs, {len(cases)} validation scans")
     loader = DataLoader(
         sampler,
         batch_size=config.optim.batch_size,
@@ -219,6 +292,8 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
     log_stream = None
     if ranks.main:
         new_log = not (resume and log_path.is_file())
+        if not new_log:
+            _keep_log_rows(log_path, start)
         log_stream = open(log_path, "w" if new_log else "a", newline="")  # noqa: SIM115
         log = csv.writer(log_stream)
         if new_log:
@@ -230,7 +305,7 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
         else nullcontext()
     )
     began = time.perf_counter()
-    running, interval_loss, interval_steps = 0.0, 0.0, 0
+    running, running_steps, interval_loss, interval_steps = 0.0, 0, 0.0, 0
     crops = _crops(loader)
     network.train()
     try:
@@ -252,6 +327,7 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
                 dist.all_reduce(value)
                 value /= ranks.world
             running += float(value)
+            running_steps += 1
             interval_loss += float(value)
             interval_steps += 1
             lr = optimizer.param_groups[0]["lr"]
@@ -260,7 +336,7 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
                 log.writerow(
                     [
                         step,
-                        f"{running / config.log_every:.6f}",
+                        f"{running / running_steps:.6f}",
                         f"{lr:.3e}",
                         f"{seconds:.1f}",
                         "",
@@ -268,7 +344,7 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
                     ]
                 )
                 log_stream.flush()
-                running = 0.0
+                running, running_steps = 0.0, 0
             last = step == config.optim.steps
             if step % config.validate_every == 0 or last:
                 if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -318,8 +394,10 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
         # Nothing to pick the best by: the last weights are the result.
         best = {"step": config.optim.steps, "psnr": math.nan, "ssim": math.nan}
         save_model(model, folder / BEST_FOLDER, details=_card_details(config, best))
-    if ranks.world > 1:
-        dist.barrier()
+    if ranks.world > 1:  # every process returns rank 0's result (and waits for its writes)
+        shared = [best]
+        dist.broadcast_object_list(shared, src=0)
+        best = shared[0]
     return TrainResult(
         steps=config.optim.steps,
         best_step=int(best["step"]),

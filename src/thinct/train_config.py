@@ -9,6 +9,7 @@ relative to the working directory.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ LAYOUTS = ("rplhr", "cthnet")
 LOSSES = ("l1", "l1+ssim", "l1+gradient")
 SCHEDULES = ("cosine", "plateau")
 AMP_MODES = ("off", "bf16", "fp16")
+PROFILES = ("boxcar", "gaussian")  # thinct.simulate.PROFILES, without importing SimpleITK
+# Counts that must be at least 1 (the others may be 0), and the allowed range of numbers.
+_POSITIVE_INTS = ("steps", "batch_size", "tile", "validate_every", "checkpoint_every", "log_every")
+_POSITIVE_FLOATS = ("spacing", "lr", "grad_clip")
+_FRACTIONS = ("flip", "transpose", "intensity", "min_tissue")
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,14 @@ class Degradation:
 
     profile: str = "boxcar"
     fwhm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise UsageError(
+                f"a degradation profile must be one of {', '.join(PROFILES)}, got {self.profile!r}"
+            )
+        if self.fwhm is not None and self.profile != "gaussian":
+            raise UsageError("a degradation's fwhm only applies to profile gaussian")
 
 
 @dataclass(frozen=True)
@@ -147,14 +161,18 @@ def _build(cls: type, values: Any, where: str) -> Any:
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise UsageError(f"unknown key {where + '.' if where else ''}{unknown[0]} in the config")
+    required = [
+        name
+        for name, spec in fields.items()
+        if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise UsageError(f"the config needs {where + '.' if where else ''}{missing[0]}")
     kwargs = {}
     for name, value in values.items():
         kwargs[name] = _convert(cls, fields[name], value, f"{where}.{name}" if where else name)
-    try:
-        return cls(**kwargs)
-    except TypeError as error:  # a required key is missing
-        missing = str(error).split("argument")[-1].strip(": '")
-        raise UsageError(f"the config needs {where + '.' if where else ''}{missing}") from None
+    return cls(**kwargs)
 
 
 _NESTED = {
@@ -174,30 +192,51 @@ def _convert(owner: type, spec: dataclasses.Field, value: Any, where: str) -> An
         if not isinstance(value, list):
             raise UsageError(f"{where} must be a list")
         return tuple(_build(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if owner is Source and spec.name in ("axes", "slices"):
+    if owner is Source and spec.name == "axes":
         if not isinstance(value, list):
             raise UsageError(f"{where} must be a list")
-        return tuple(float(v) if spec.name == "slices" else v for v in value)
+        return tuple(value)
+    if owner is Source and spec.name == "slices":
+        if not (isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))):
+            raise UsageError(f"{where} must be a list of two fractions, [start, stop]")
+        return tuple(float(v) for v in value)
     if owner is ModelSection and spec.name == "config":
         if not isinstance(value, dict):
             raise UsageError(f"{where} must be a mapping of model config fields")
         return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-    expected = spec.type if isinstance(spec.type, type) else None
     default = spec.default
-    if isinstance(default, bool) or expected is bool:
-        ok = isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, float) or spec.name == "fwhm":
+        if spec.name in _FRACTIONS:
+            low, expected = 0.0, "a fraction from 0 to 1"
+        elif spec.name in (*_POSITIVE_FLOATS, "fwhm"):
+            low, expected = None, "a positive number"
+        else:
+            low, expected = 0.0, "a number, 0 or more"
+        ok = _is_number(value) and math.isfinite(value)
+        ok = ok and (value > 0 if low is None else value >= low)
+        ok = ok and (spec.name not in _FRACTIONS or value <= 1)
+        if spec.name == "fwhm" and value is None:
+            return None
         value = float(value) if ok else value
     elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    elif spec.name == "fwhm":
-        ok = value is None or (isinstance(value, (int, float)) and value > 0)
+        low = 1 if spec.name in _POSITIVE_INTS else 0
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        expected = f"a whole number, {low} or more"
     else:
-        ok = value is None or isinstance(value, str)
+        # Text; only a field whose default is None (a source's layout) may be left empty.
+        ok = isinstance(value, str) or (value is None and default is None)
+        expected = (
+            "a text" if default in (None, dataclasses.MISSING) else f"a text like {default!r}"
+        )
     if not ok:
-        raise UsageError(f"{where} = {value!r} is not valid (expected a value like {default!r})")
+        raise UsageError(f"{where} = {value!r} is not valid (expected {expected})")
     return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

@@ -54,11 +54,14 @@ class CropSampler(IterableDataset):
         self, pairs: Sequence[Pair], options: CropOptions, seed: int = 0, stream: int = 0
     ) -> None:
         """``stream`` starts a different sequence for the same seed (a resumed run passes
-        its step, so it does not replay the crops it has already seen)."""
+        its step, so it does not replay the crops it has already seen). Each process of a
+        distributed run (its rank, read here: loader workers may not share the process
+        group) and each loader worker draws its own sequence."""
         super().__init__()
         self.options = options
         self.seed = seed
         self.stream = stream
+        self.rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         self.pairs = [pair for pair in pairs if self._positions(pair) > 0]
         if not self.pairs:
             raise UsageError(
@@ -81,8 +84,7 @@ class CropSampler(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
         worker = 0 if info is None else info.id
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        rng = np.random.default_rng([self.seed, self.stream, rank, worker])
+        rng = np.random.default_rng([self.seed, self.stream, self.rank, worker])
         while True:
             yield self.draw(rng)
 
@@ -104,8 +106,7 @@ class CropSampler(IterableDataset):
                 thick, thin = np.flip(thick, axis), np.flip(thin, axis)
         if rng.random() < options.transpose:
             thick, thin = thick.transpose(0, 2, 1), thin.transpose(0, 2, 1)
-        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]
-        return as_tensor(thick), as_tensor(thin)
+        return _as_tensor(thick), _as_tensor(thin)
 
     def _cut(self, pair: Pair, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         options = self.options
@@ -117,3 +118,8 @@ class CropSampler(IterableDataset):
         thick = pair.thick[z : z + options.slices, y : y + tile, x : x + tile]
         thin = pair.thin[first : first + options.slots, y : y + tile, x : x + tile]
         return thick, thin
+
+
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A (1, slices, rows, columns) float32 tensor in contiguous memory."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]

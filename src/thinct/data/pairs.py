@@ -106,6 +106,8 @@ def simulated_pair(
     if ratio < 2 or ratio % 2 == 0:
         raise UsageError(f"simulated pairs need an odd ratio of 3 or more, got {ratio}")
     axis = slice_axis(volume.image.GetSpacing()) if axis is None else axis
+    if axis not in (0, 1, 2):
+        raise UsageError(f"the axis must be 0 (x), 1 (y) or 2 (z), got {axis}")
     thin = resample_axis(volume, axis, spacing)
     thick = simulate_thick(thin, ratio * spacing, profile=profile, fwhm=fwhm, axis=axis)
     degradation = profile if fwhm is None else f"{profile} {fwhm:g} mm"

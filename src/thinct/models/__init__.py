@@ -15,6 +15,7 @@ from thinct.models.config import CTHNetConfig, ModelConfig, TVSRNConfig, config_
 from thinct.models.cthnet import CTHNet
 from thinct.models.official import load_official_checkpoint
 from thinct.models.registry import (
+    DEFAULT_MODEL,
     RegistryEntry,
     build_model,
     create_model,
@@ -33,14 +34,11 @@ WEIGHTS_PACKAGE = Path(__file__).resolve().parent.parent / "weights"
 def load_model(spec: str | Path | None = None) -> nn.Module:
     """A model in eval mode, with its ``.config``.
 
-    ``spec`` is ``None`` (the default model), a registry name with shipped weights, a model
-    folder (``config.json`` + ``model.safetensors``) or an official checkpoint file.
+    ``spec`` is ``None`` (the default model, `DEFAULT_MODEL`, whose weights ship inside the
+    package), a registry name with shipped weights, a model folder (``config.json`` +
+    ``model.safetensors``) or an official checkpoint file.
     """
-    if spec is None:
-        raise UsageError(
-            "no default model weights ship with this version of thinct yet; give a model "
-            "folder or an official checkpoint (--model), or an interpolation method (--method)"
-        )
+    spec = DEFAULT_MODEL if spec is None else spec
     path = Path(spec)
     if is_model_folder(path):
         return load_model_folder(path)
@@ -68,6 +66,7 @@ def load_model(spec: str | Path | None = None) -> nn.Module:
 
 
 __all__ = [
+    "DEFAULT_MODEL",
     "CTHNet",
     "CTHNetConfig",
     "ModelConfig",

@@ -9,6 +9,7 @@ through one shared backbone and are unfolded back and summed.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
@@ -68,10 +69,35 @@ def build_decoders(
     return ThroughPlaneDecoder(through, config.fold), in_plane
 
 
-def pointwise_head(config: ModelConfig) -> nn.Sequential:
-    """Per voxel and slot, the latent channels to one intensity. A residual head starts at
-    zero, so an untrained model is exactly linear interpolation."""
-    head = nn.Sequential(
+class PointwiseHead(nn.Sequential):
+    """Per voxel and slot, the latent channels to one intensity: 1 x 1 x 1 convolution,
+    LeakyReLU, 1 x 1 x 1 convolution (a Sequential, so its weights keep the published names).
+
+    At inference it runs slot by slot as small matrix products: CPU 1 x 1 x 1 convolutions
+    over a few channels of a whole tile are memory-bound, and this is about 3 times faster.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():
+            return super().forward(x)
+        first, act, last = self
+        w1, b1 = first.weight.flatten(1), first.bias[:, None]
+        w2, b2 = last.weight.flatten(1), last.bias[:, None]
+        batch, channels, slots, height, width = x.shape
+        out = x.new_empty(batch, 1, slots, height, width)
+        for slot in range(slots):
+            plane = x[:, :, slot].reshape(batch, channels, height * width)
+            hidden = act(torch.baddbmm(b1, w1.expand(batch, -1, -1), plane))
+            out[:, 0, slot] = torch.baddbmm(b2, w2.expand(batch, -1, -1), hidden).reshape(
+                batch, height, width
+            )
+        return out
+
+
+def pointwise_head(config: ModelConfig) -> PointwiseHead:
+    """The head; a residual head starts at zero, so an untrained model is exactly linear
+    interpolation."""
+    head = PointwiseHead(
         nn.Conv3d(config.latent_channels, config.head_channels, 1),
         nn.LeakyReLU(0.01),
         nn.Conv3d(config.head_channels, 1, 1),

@@ -30,6 +30,8 @@ class RegistryEntry:
 
 
 _REGISTRY: dict[str, RegistryEntry] = {}
+# What `thinct upsample` and `thinct.load_model()` use when no model is named.
+DEFAULT_MODEL = "cthnet-small"
 
 
 def register_model(entry: RegistryEntry) -> None:
@@ -88,8 +90,9 @@ register_model(
             in_plane_heads=4,
             interpolation_residual=True,
         ),
-        "A small CTHNet for CPUs (the default model): 8 x 5 mm slices to 36 x 1 mm slots, "
-        "0.2 M parameters, a correction to linear interpolation",
+        "A small CTHNet for CPUs, trained on chest and head CT (the default model): 8 x 5 mm "
+        "slices to 36 x 1 mm slots, 0.2 M parameters, a correction to linear interpolation",
+        weights="cthnet-small",
     )
 )
 register_model(
@@ -103,6 +106,7 @@ register_model(
 
 __all__ = [
     "ARCHITECTURES",
+    "DEFAULT_MODEL",
     "CONFIG_CLASSES",
     "RegistryEntry",
     "build_model",
