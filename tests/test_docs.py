@@ -1,5 +1,6 @@
 """The README's promises: its test command is what CI runs, and its Python example works;
-the Python examples of the model and engine pages run too."""
+the Python examples of the model and engine pages run too, and the pages name the default
+model."""
 
 from __future__ import annotations
 
@@ -70,3 +71,11 @@ def test_engine_page_example_runs(tmp_path, monkeypatch, capsys):
     written = sitk.ReadImage(str(tmp_path / "out_1mm.nii.gz"))
     assert written.GetSize() == (192, 192, 80) and written.GetSpacing()[2] == 1.0
     assert capsys.readouterr().out.splitlines()[-1] == "100%"
+
+
+def test_the_pages_name_the_default_model():
+    """README, the command-line page and the engine page say which model runs by default."""
+    from thinct.models import DEFAULT_MODEL
+
+    for page in ("README.md", "docs/cli.md", "docs/engine.md"):
+        assert f"`{DEFAULT_MODEL}`" in (ROOT / page).read_text(), page

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from cli_helpers import assert_one_error, show, thinct_in_process
-from conftest import EXAMPLES, shared_scan
+from conftest import EXAMPLES, ROOT, shared_scan
 from PIL import Image
 
+from thinct.errors import UsageError
 from thinct.evaluate import (
     COLUMNS,
     Simulation,
@@ -27,7 +29,6 @@ from thinct.evaluate import (
     run_evaluation,
     summary_markdown,
 )
-from thinct.errors import UsageError
 from thinct.reporting import Reporter
 
 THIN = EXAMPLES / "lidc0002_crop_1.25mm.nii.gz"
@@ -160,7 +161,9 @@ def test_paired_scans_of_a_layout_are_evaluated_on_their_own_grid(tmp_path):
     assert [(r.case, r.method) for r in results] == [("lidc", "linear"), ("lidc", "nearest")]
     assert results[0].slices == 64
     assert results[0].psnr > results[1].psnr > 30
-    assert "paired scans, rplhr layout, test split" in (tmp_path / "report" / "summary.md").read_text()
+    assert (
+        "paired scans, rplhr layout, test split" in (tmp_path / "report" / "summary.md").read_text()
+    )
     assert not (tmp_path / "report" / "figures").exists()
 
 
@@ -281,3 +284,16 @@ def test_a_whole_real_scan_is_evaluated(tmp_path):
     bspline, linear = results
     assert bspline.psnr > linear.psnr and bspline.frangi < linear.frangi
     assert (tmp_path / "report" / "figures" / "lidc0002_c2c_1.25mm.png").is_file()
+
+
+def test_the_python_examples_of_the_evaluation_page_run(tmp_path, monkeypatch, capsys):
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    monkeypatch.chdir(tmp_path)
+    text = (ROOT / "docs" / "evaluate.md").read_text()
+    namespace: dict = {}
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL):
+        exec(compile(block, "docs/evaluate.md", "exec"), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("{'bspline': 35.") and "'linear': 34." in printed[0]
+    assert (tmp_path / "report" / "figures" / f"{CASE}.png").is_file()
+    assert printed[1].startswith("PSNR ") and printed[4].startswith("Frangi ")

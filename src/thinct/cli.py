@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a failure while processing (in a batch: at least one fi
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -635,10 +636,16 @@ def train(
         except ThinctError as error:
             reporter.error(str(error))
             raise typer.Exit(error.exit_code) from None
+        if os.environ.get("RANK", "0") != "0":
+            return  # under torchrun, the first process speaks for all
+        scores = (
+            f"validation PSNR {result.best_psnr:.2f} dB, SSIM {result.best_ssim:.4f}"
+            if result.best_psnr == result.best_psnr  # not NaN: there was validation data
+            else "no validation data: the last weights"
+        )
         reporter.info(
             f"trained {result.steps} steps in {result.seconds / 60:.1f} min; best step "
-            f"{result.best_step} (validation PSNR {result.best_psnr:.2f} dB, SSIM "
-            f"{result.best_ssim:.4f}) in {result.folder / 'best'}"
+            f"{result.best_step} ({scores}) in {result.folder / 'best'}"
         )
 
 

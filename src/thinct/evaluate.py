@@ -172,7 +172,9 @@ def evaluate_case(
 
         window = figures.WINDOWS[figure.window]
         thick = case.slices_first(interpolate(case.thick, case.grid, method="nearest"))
-        box = figures.choose_box(thick, reference, spacing, window=window)
+        box = figures.choose_box(
+            thick, reference, spacing, window=window, prefer_lung=figure.window == "lung"
+        )
         fixed = {"input": figures.planes(thick, box), "reference": figures.planes(reference, box)}
         del thick
     results = []
@@ -343,16 +345,18 @@ def _unique(names: Sequence[str]) -> list[str]:
 def thin_scan_cases(
     inputs: Sequence[str], report: Path, simulation: Simulation
 ) -> list[CaseSource]:
-    """Cases from thin scans: files, DICOM series folders, folders of scans (searched below)
-    or quoted glob patterns. The report folder is never searched."""
+    """Cases from thin scans: files, DICOM series folders, folders of scans (searched below,
+    named by their path inside the folder) or quoted glob patterns. The report folder is never
+    searched."""
     from thinct.batch import plan_jobs
 
     simulation.check()
-    plan = plan_jobs(list(inputs), report)
     sources = []
-    for job in plan.jobs:
-        relative = job.target.relative_to(report) if plan.batch else Path(job.source.name)
-        sources.append((job.source, _case_name(relative)))
+    for text in dict.fromkeys(inputs):
+        plan = plan_jobs([text], report)
+        for job in plan.jobs:
+            relative = job.target.relative_to(report) if plan.batch else Path(job.source.name)
+            sources.append((job.source, _case_name(relative)))
     names = _unique([name for _, name in sources])
     return [
         CaseSource(name, lambda path=path, name=name: _simulated(path, name, simulation))
@@ -714,7 +718,9 @@ def plan_evaluation(
     options: InferenceOptions | None = None,
     overwrite: bool = False,
 ) -> Evaluation:
-    """Check a request and gather its cases and methods, before any scan is read.
+    """Check a request and gather its cases and methods. Thin scans are only listed here
+    (each is read when its turn comes); paired layouts are read and lined up here, by
+    `thinct.data.layouts`.
 
     Without ``methods`` and ``models``: B-spline and the default model, or B-spline and
     linear interpolation when the default model cannot be loaded. ``simulation`` applies to

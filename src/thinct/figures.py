@@ -32,6 +32,8 @@ WINDOWS: dict[str, tuple[float, float]] = {
 }
 ERROR_RANGE_HU = 200.0  # |error| colour scale: 0 to this many HU
 CROP_MM = 80.0
+# A figure's centre counts as inside the lungs where this much of its surroundings is lung.
+_LUNG_FRACTION = 0.8
 _PANEL_INCHES = 2.1
 _DPI = 150
 
@@ -69,10 +71,16 @@ def choose_box(
     window: tuple[float, float] = WINDOWS["lung"],
     exclude: int = 5,
     crop_mm: float = CROP_MM,
+    prefer_lung: bool = True,
 ) -> Box:
     """The crop for a case's figure: ``crop_mm`` along each axis (or the whole axis when it
     is shorter), centred where the thick input, smoothed over about 8 mm, differs most from
     the reference in the ``window``; away from the ``exclude`` slices at the ends.
+
+    With ``prefer_lung``, the centre is looked for inside the lungs first (where most of the
+    surroundings, smoothed the same way, is lung parenchyma of -980 to -500 HU): there the
+    largest differences are vessels and nodules, not the diaphragm or the chest wall moving
+    through the slabs. A scan without such a place falls back to the whole volume.
 
     ``spacing`` is (slices, rows, columns) in mm. The search runs on a grid of about 2 mm, so
     it takes a moment even for a whole scan.
@@ -80,10 +88,10 @@ def choose_box(
     shape = reference.shape
     steps = [max(1, round(2.0 / s)) for s in spacing]
     coarse = tuple(slice(None, None, step) for step in steps)
-    error = np.abs(_windowed(thick_on_grid[coarse], window) - _windowed(reference[coarse], window))
-    error = gaussian_filter(
-        error, [8.0 / (s * step) for s, step in zip(spacing, steps, strict=True)]
-    )
+    sigma = [8.0 / (s * step) for s, step in zip(spacing, steps, strict=True)]
+    coarse_reference = reference[coarse]
+    error = np.abs(_windowed(thick_on_grid[coarse], window) - _windowed(coarse_reference, window))
+    error = gaussian_filter(error, sigma)
     half = [min(crop_mm / 2 / s, n / 2) for s, n in zip(spacing, shape, strict=True)]
     low = [int(np.ceil(h)) for h in half]
     low[0] = max(low[0], exclude)
@@ -98,6 +106,11 @@ def choose_box(
                 lo, hi = 0, shape[axis] - 1
         ranges.append((int(np.ceil(lo / step)), hi // step + 1))
     allowed[tuple(slice(a, b) for a, b in ranges)] = True
+    if prefer_lung:
+        parenchyma = ((coarse_reference > -980) & (coarse_reference < -500)).astype(np.float32)
+        inside = allowed & (gaussian_filter(parenchyma, sigma) > _LUNG_FRACTION)
+        if np.any(inside) and np.max(error[inside]) > 0:
+            allowed = inside
     if np.any(allowed) and np.max(error[allowed]) > 0:
         scored = np.where(allowed, error, -1.0)
         coarse_centre = np.unravel_index(int(np.argmax(scored)), error.shape)

@@ -37,9 +37,10 @@ PSNR_IDENTICAL = 40.0
 _SSIM_SIGMA = 1.5
 _SSIM_RADIUS = 5  # an 11-pixel Gaussian window
 _C1, _C2 = 0.01**2, 0.03**2
-# Slices per SSIM block: the result is the same as for the whole volume at once (the window
-# is per slice), and the float64 intermediates of a 512 x 512 x 300 scan stay small.
-_SSIM_BLOCK = 16
+# Slices per block of PSNR and SSIM: the result is the same as for the whole volume at once
+# (the SSIM window is per slice), and the float64 intermediates of a 512 x 512 x 300 scan stay
+# small.
+_BLOCK = 16
 
 # Frangi vesselness: scales in mm, its constants, and how many slices a score looks at.
 FRANGI_SCALES_MM = (0.75, 1.0, 1.5)
@@ -78,8 +79,8 @@ def psnr(
     """Peak signal-to-noise ratio in dB of the HU ``window`` mapped to [0, 1]."""
     output, reference = _trimmed(output, reference, exclude)
     total = 0.0
-    for start in range(0, output.shape[0], _SSIM_BLOCK):
-        block = slice(start, start + _SSIM_BLOCK)
+    for start in range(0, output.shape[0], _BLOCK):
+        block = slice(start, start + _BLOCK)
         total += float(
             np.sum((_unit(output[block], *window) - _unit(reference[block], *window)) ** 2)
         )
@@ -103,8 +104,8 @@ def ssim(output: np.ndarray, reference: np.ndarray, exclude: int = EDGE_SLICES) 
         )
 
     total = 0.0
-    for start in range(0, output.shape[0], _SSIM_BLOCK):
-        block = slice(start, start + _SSIM_BLOCK)
+    for start in range(0, output.shape[0], _BLOCK):
+        block = slice(start, start + _BLOCK)
         x, y = _unit(output[block]), _unit(reference[block])
         mu_x, mu_y = blur(x), blur(y)
         var_x = blur(x * x) - mu_x**2

@@ -43,7 +43,9 @@ def is_model_folder(path: Path) -> bool:
     return path.is_dir() and (path / CONFIG_FILE).is_file()
 
 
-def _card_text(model: nn.Module, sha256: str, details: dict[str, Any]) -> str:
+def _card_text(
+    model: nn.Module, sha256: str, details: dict[str, Any], sections: dict[str, str]
+) -> str:
     config = model.config
     parameters = sum(p.numel() for p in model.parameters())
     data = ModelCardData(
@@ -65,6 +67,7 @@ def _card_text(model: nn.Module, sha256: str, details: dict[str, Any]) -> str:
         "Research use only: synthetic thin slices are not a medical device and must not be "
         "used for diagnosis.\n\n"
         + (f"## Details\n\n{extra}\n\n" if extra else "")
+        + "".join(f"## {heading}\n\n{text.strip()}\n\n" for heading, text in sections.items())
         + f"## Configuration\n\n| field | value |\n|---|---|\n{rows}\n\n"
         f"## Files\n\n- `{CONFIG_FILE}`: the configuration above\n"
         f"- `{WEIGHTS_FILE}`: weights (sha256 `{sha256}`)\n\n"
@@ -73,12 +76,18 @@ def _card_text(model: nn.Module, sha256: str, details: dict[str, Any]) -> str:
     )
 
 
-def save_model(model: nn.Module, folder: str | Path, details: dict[str, Any] | None = None) -> Path:
+def save_model(
+    model: nn.Module,
+    folder: str | Path,
+    details: dict[str, Any] | None = None,
+    sections: dict[str, str] | None = None,
+) -> Path:
     """Write a model folder (config, safetensors weights, model card); replaces ``folder``.
 
-    ``details`` go into the card (where the weights come from, how they were trained, their
-    metrics). The folder is written beside its destination and renamed into place, so a
-    failure leaves no half-written model.
+    ``details`` go into the card as a list (where the weights come from, how they were
+    trained, their metrics); ``sections`` add whole markdown sections (heading -> text), such
+    as intended use and limitations. The folder is written beside its destination and
+    renamed into place, so a failure leaves no half-written model.
     """
     folder = Path(folder)
     if folder.exists() and not is_model_folder(folder):
@@ -97,7 +106,7 @@ def save_model(model: nn.Module, folder: str | Path, details: dict[str, Any] | N
         save_file(weights, staging / WEIGHTS_FILE, metadata={"format": "pt"})
         (staging / WEIGHTS_FILE).chmod(staging.stat().st_mode & 0o666)
         sha256 = sha256_of(staging / WEIGHTS_FILE)
-        (staging / CARD_FILE).write_text(_card_text(model, sha256, details or {}))
+        (staging / CARD_FILE).write_text(_card_text(model, sha256, details or {}, sections or {}))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)
