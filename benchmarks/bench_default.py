@@ -50,12 +50,18 @@ def main() -> None:
     thinct = [sys.executable, "-m", "thinct"]
     thick = args.out / "lidc0002_5mm.nii.gz"
     if not thick.exists():
-        subprocess.run([*thinct, "simulate", str(CHEST), str(thick), "--thickness", "5", "-q"],
-                       check=True, env=env)
+        subprocess.run(
+            [*thinct, "simulate", str(CHEST), str(thick), "--thickness", "5", "-q"],
+            check=True,
+            env=env,
+        )
     thin = args.out / "lidc0002_thin.nii.gz"
     seconds, peak = _run([*thinct, "upsample", str(thick), str(thin), "--overwrite", "-q"], env)
-    results = {"threads": args.threads, "command_seconds": round(seconds, 1),
-               "command_peak_rss_mb": round(peak)}
+    results = {
+        "threads": args.threads,
+        "command_seconds": round(seconds, 1),
+        "command_peak_rss_mb": round(peak),
+    }
 
     import torch
 
@@ -77,10 +83,25 @@ def main() -> None:
     if not args.no_quality:
         report = args.out / "heldout"
         subprocess.run(
-            [*thinct, "evaluate", str(CHEST), "--out", str(report), "--slices", "0.75:1.0",
-             "--method", "bspline", "--method", "linear", "--model", "cthnet-small",
-             "--overwrite", "-q"],
-            check=True, env=env,
+            [
+                *thinct,
+                "evaluate",
+                str(CHEST),
+                "--out",
+                str(report),
+                "--slices",
+                "0.75:1.0",
+                "--method",
+                "bspline",
+                "--method",
+                "linear",
+                "--model",
+                "cthnet-small",
+                "--overwrite",
+                "-q",
+            ],
+            check=True,
+            env=env,
         )
         print((report / "summary.md").read_text())
 

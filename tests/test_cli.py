@@ -96,7 +96,7 @@ def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 # --- version and help -------------------------------------------------------------------
 
-COMMANDS = ("upsample", "simulate", "info", "convert")
+COMMANDS = ("upsample", "simulate", "info", "convert", "evaluate", "train")
 
 
 def test_help_lists_every_command_in_a_real_process(tmp_path: Path):
@@ -177,6 +177,25 @@ EXPECTED_OPTIONS = {
     ],
     "info": ["--json", "--series"],
     "convert": ["--overwrite", "--quiet"],
+    "evaluate": [
+        "--out",
+        "--method",
+        "--model",
+        "--layout",
+        "--split",
+        "--thickness",
+        "--spacing",
+        "--profile",
+        "--fwhm",
+        "--slices",
+        "--figures",
+        "--window",
+        "--device",
+        "--precision",
+        "--overwrite",
+        "--quiet",
+    ],
+    "train": ["--config", "--resume", "--quiet"],
 }
 # Choices and defaults the help must state (whitespace-normalised help text).
 EXPECTED_WORDS = {
@@ -199,6 +218,17 @@ EXPECTED_WORDS = {
     "simulate": ["boxcar", "gaussian", "default: 5.0", "int16", "float32", "IN... OUT"],
     "info": ["FILE", "JSON"],
     "convert": ["OFFICIAL", "FOLDER", "none of its code"],
+    "evaluate": [
+        "SCAN_OR_FOLDER...",
+        "REPORT_DIR",
+        "bspline",
+        "rplhr",
+        "cthnet",
+        "soft-tissue",
+        "default: lung",
+        "default: test",
+    ],
+    "train": ["FILE.yaml", "--resume", "torchrun --nproc_per_node 2 -m thinct train"],
 }
 
 

@@ -13,7 +13,7 @@ errors (exit 2) caught before any input is read; a corrupt model is one error li
 Runs use the entry point in this process, as test_cli.py does for runs that need no process
 of their own, and real subprocesses show the whole path.
 
-The shipped weights are provisional until trained ones replace them: no test here depends on
+The shipped weights may be retrained at any time: no test here depends on
 what they predict, only on where it goes and that every way of asking for the default model
 gives the same result.
 """

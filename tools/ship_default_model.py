@@ -50,10 +50,12 @@ LIMITATIONS = """
 
 
 def _training_minutes(run: Path) -> float:
-    """Wall time of the run from its log (the last row's seconds)."""
+    """Wall time of the run from its log: each resumed part restarts its clock, so the parts'
+    last times are summed."""
     with open(run / "log.csv", newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    return float(rows[-1]["seconds"]) / 60 if rows else float("nan")
+        seconds = [float(row["seconds"]) for row in csv.DictReader(stream)]
+    total = sum(earlier for earlier, later in zip(seconds, seconds[1:]) if later < earlier)
+    return (total + (seconds[-1] if seconds else 0.0)) / 60
 
 
 def main() -> None:

@@ -212,8 +212,7 @@ def upsample(
         typer.Option(
             "--method",
             "-m",
-            help="Interpolate instead of running a model (bspline is the paper's BIS "
-            "baseline).",
+            help="Interpolate instead of running a model (bspline is the paper's BIS baseline).",
             show_default=False,
         ),
     ] = None,

@@ -154,6 +154,8 @@ def save_case_figure(
     window: tuple[float, float] = WINDOWS["lung"],
     plane_names: Sequence[str] = ("axial", "coronal", "sagittal"),
     superior_up: bool = True,
+    rows: Sequence[int] = (0, 1, 2),
+    panel_inches: float = _PANEL_INCHES,
 ) -> Path:
     """Draw the columns ``panels`` (greyscale in ``window``) and ``error`` (|HU|, 0 to
     `ERROR_RANGE_HU`) as rows of the three planes, and write the PNG atomically.
@@ -161,7 +163,9 @@ def save_case_figure(
     ``spacing`` is (slices, rows, columns) in mm: every panel is drawn at its physical
     proportions, with a 10 mm scale bar in the first column. ``superior_up`` flips the planes
     across the slices so that the last slice is at the top (the head end of an axial scan
-    whose slice index runs towards the head).
+    whose slice index runs towards the head). ``rows`` picks which planes are drawn, in
+    order, by their index in `Planes.as_list` (``(1, 2)``: only the two across the slices);
+    ``panel_inches`` is the width of each column.
     """
     from matplotlib.figure import Figure
 
@@ -170,13 +174,13 @@ def save_case_figure(
     pixel = [(dy, dx), (dz, dx), (dz, dy)]
     columns = list(panels) + ([error] if error is not None else [])
     first = columns[0].planes.as_list()
-    extents = [(p.shape[0] * v, p.shape[1] * h) for p, (v, h) in zip(first, pixel, strict=True)]
+    extents = [(first[i].shape[0] * pixel[i][0], first[i].shape[1] * pixel[i][1]) for i in rows]
     ratios = [height / width for height, width in extents]
-    width = _PANEL_INCHES * len(columns)
-    height = _PANEL_INCHES * sum(ratios) + 0.9
+    width = panel_inches * len(columns)
+    height = panel_inches * sum(ratios) + 0.9
     figure = Figure(figsize=(width, height), dpi=_DPI, facecolor="white")
     grid = figure.add_gridspec(
-        3,
+        len(rows),
         len(columns),
         height_ratios=ratios,
         left=0.03,
@@ -189,9 +193,11 @@ def save_case_figure(
     figure.suptitle(title, fontsize=10, y=1 - 0.08 / height, va="top")
     for col, column in enumerate(columns):
         is_error = error is not None and column is error
-        for row, (image, (v, h)) in enumerate(zip(column.planes.as_list(), pixel, strict=True)):
+        images = column.planes.as_list()
+        for row, plane in enumerate(rows):
+            image, (v, h) = images[plane], pixel[plane]
             axes = figure.add_subplot(grid[row, col])
-            if row > 0 and superior_up:
+            if plane > 0 and superior_up:
                 image = image[::-1]
             extent = (0, image.shape[1] * h, image.shape[0] * v, 0)
             if is_error:
@@ -219,7 +225,7 @@ def save_case_figure(
             if row == 0:
                 axes.set_title(column.title, fontsize=8)
             if col == 0:
-                axes.set_ylabel(plane_names[row], fontsize=8)
+                axes.set_ylabel(plane_names[plane], fontsize=8)
                 _scale_bar(axes, image.shape[1] * h, image.shape[0] * v)
     _save_atomic(figure, path)
     return path
