@@ -134,7 +134,11 @@ thinct.load_model
 assert "torch" in sys.modules
 """
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "thick.nii.gz").is_file() and (tmp_path / "thin.nii.gz").is_file()

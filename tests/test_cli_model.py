@@ -211,8 +211,9 @@ ONE_TILE = np.r_[0:32, 64:96]
 def test_engine_options_apply_to_the_default_model(workdir: Path, capfd, example_thick: Path):
     """Engine options need no --model: the default model runs with them, exactly as the engine
     does with the same options, and tiles change the result only where they meet. A tile in
-    the wrong place or with the wrong weight would be off by tens to hundreds of HU far from
-    any border; the network's float rounding differs between tile sizes by far less."""
+    the wrong place or with the wrong weight would be off by tens to hundreds of HU on average
+    far from any border; there the trained network differs between tile sizes only in a few
+    pixels (its receptive field reaches a little past 32 pixels), by 13 HU at most measured."""
     image = sitk.ReadImage(str(example_thick))
     sitk.WriteImage(image[48:144, 48:144, 4:9], str(workdir / "crop.nii.gz"))
     common = ["--device", "cpu", "--dtype", "float32", "--quiet"]
@@ -227,7 +228,7 @@ def test_engine_options_apply_to_the_default_model(workdir: Path, capfd, example
     engine = engine_result(workdir / "crop.nii.gz", None, tile=64, tile_overlap=16)
     np.testing.assert_allclose(tiled_values, sitk.GetArrayFromImage(engine), rtol=0, atol=1e-3)
     far = np.abs(tiled_values - whole_values)[:, ONE_TILE][:, :, ONE_TILE]
-    assert far.max() <= 10 and far.mean() <= 0.5, (far.max(), far.mean())
+    assert far.max() <= 30 and far.mean() <= 0.5, (far.max(), far.mean())
 
 
 @pytest.mark.parametrize(

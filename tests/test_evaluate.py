@@ -95,7 +95,7 @@ def test_results_csv_has_one_row_per_case_and_method(example_report):
 
 def test_summary_tables_the_means_and_the_difference_to_bspline(example_report):
     out, results = example_report
-    text = (out / "summary.md").read_text()
+    text = (out / "summary.md").read_text(encoding="utf-8")
     bspline, linear = results
     assert "1 case, 2 methods: thin scans resampled to 1 mm, thick scans of 5 mm boxcar" in text
     assert f"| bspline | 1 | **{bspline.psnr:.2f}** | **{bspline.ssim:.4f}** |" in text
@@ -143,7 +143,7 @@ def test_a_model_is_evaluated_beside_an_interpolation(tmp_path):
     linear, model = results
     assert model.slices == linear.slices == 55
     assert model.psnr == pytest.approx(linear.psnr, abs=0.5)
-    text = (tmp_path / "report" / "summary.md").read_text()
+    text = (tmp_path / "report" / "summary.md").read_text(encoding="utf-8")
     assert "| small-model |" in text
     assert (tmp_path / "report" / "figures" / "crop.png").is_file()
 
@@ -161,9 +161,9 @@ def test_paired_scans_of_a_layout_are_evaluated_on_their_own_grid(tmp_path):
     assert [(r.case, r.method) for r in results] == [("lidc", "linear"), ("lidc", "nearest")]
     assert results[0].slices == 64
     assert results[0].psnr > results[1].psnr > 30
-    assert (
-        "paired scans, rplhr layout, test split" in (tmp_path / "report" / "summary.md").read_text()
-    )
+    assert "paired scans, rplhr layout, test split" in (
+        tmp_path / "report" / "summary.md"
+    ).read_text(encoding="utf-8")
     assert not (tmp_path / "report" / "figures").exists()
 
 
@@ -229,7 +229,7 @@ def test_cli_refuses_to_replace_a_report_without_overwrite(tmp_path, monkeypatch
     (tmp_path / "report" / "notes.txt").write_text("mine")
     result = thinct_in_process(capfd, "evaluate", THIN, "--out", "report", "-m", "linear")
     assert_one_error(result, 2, "report holds a report (results.csv)", "--overwrite")
-    assert (tmp_path / "report" / "results.csv").read_text() == "case,method\n"
+    assert (tmp_path / "report" / "results.csv").read_text(encoding="utf-8") == "case,method\n"
     (tmp_path / "afile").write_text("x")
     result = thinct_in_process(capfd, "evaluate", THIN, "--out", "afile", "-m", "linear")
     assert_one_error(result, 2, "afile is a file")
@@ -247,7 +247,7 @@ def test_cli_overwrite_replaces_the_report_and_keeps_other_files(tmp_path, monke
     assert result.returncode == 0, show(result)
     assert [r.method for r in read_results(report / "results.csv")] == ["nearest"]
     assert not (report / "figures" / "stale.png").exists()
-    assert (report / "notes.txt").read_text() == "mine"
+    assert (report / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
 def test_cli_reports_a_thick_scan_given_as_thin_and_exits_1(tmp_path, monkeypatch, capfd):
@@ -258,7 +258,7 @@ def test_cli_reports_a_thick_scan_given_as_thin_and_exits_1(tmp_path, monkeypatc
         capfd, "evaluate", THICK, "--out", "report", "-m", "linear", "--quiet"
     )
     assert_one_error(result, 1, "lidc0002_crop_5mm.nii.gz", "slices are 5 mm apart", "--layout")
-    summary = (tmp_path / "report" / "summary.md").read_text()
+    summary = (tmp_path / "report" / "summary.md").read_text(encoding="utf-8")
     assert "## Failed cases" in summary and "slices are 5 mm apart" in summary
 
 
@@ -289,7 +289,7 @@ def test_a_whole_real_scan_is_evaluated(tmp_path):
 def test_the_python_examples_of_the_evaluation_page_run(tmp_path, monkeypatch, capsys):
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)
-    text = (ROOT / "docs" / "evaluate.md").read_text()
+    text = (ROOT / "docs" / "evaluate.md").read_text(encoding="utf-8")
     namespace: dict = {}
     for block in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL):
         exec(compile(block, "docs/evaluate.md", "exec"), namespace)

@@ -526,8 +526,9 @@ def test_bad_configs_are_usage_errors_that_say_what_is_wrong(values, words):
 
 
 def test_registry_lists_the_published_models():
-    assert [entry.name for entry in list_models()] == ["cthnet", "tvsrn"]
-    assert all(entry.weights is None for entry in list_models())
+    assert [entry.name for entry in list_models()] == ["cthnet", "cthnet-small", "tvsrn"]
+    shipped = {entry.name: entry.weights for entry in list_models()}
+    assert shipped == {"cthnet": None, "cthnet-small": "cthnet-small", "tvsrn": None}
 
 
 def test_create_model_applies_overrides():
@@ -539,7 +540,7 @@ def test_create_model_applies_overrides():
 
 @pytest.mark.parametrize(
     ("name", "overrides", "words"),
-    [("unet", {}, "cthnet, tvsrn"), ("cthnet", {"depth": 3}, "depth")],
+    [("unet", {}, "cthnet, cthnet-small, tvsrn"), ("cthnet", {"depth": 3}, "depth")],
 )
 def test_create_model_refuses_unknown_names(name, overrides, words):
     with pytest.raises(UsageError, match=words):
@@ -681,8 +682,7 @@ def test_damaged_model_folders_are_one_line_input_errors(saved, damage):
 
 
 def test_load_model_without_weights_explains_why(tmp_path):
-    with pytest.raises(UsageError, match="no default model"):
-        load_model(None)
+    assert load_model(None).config == create_model("cthnet-small").config
     with pytest.raises(UsageError, match="no trained weights") as error:
         load_model("cthnet")
     assert "create_model" in str(error.value)

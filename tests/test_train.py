@@ -365,7 +365,7 @@ def test_best_folder_is_the_trained_model_and_scores_the_logged_psnr(run4):
     scores = validate(best, validation_cases(config.data, 5), "cpu")
     assert scores["psnr"] == pytest.approx(result.best_psnr, abs=1e-9)
     assert scores["ssim"] == pytest.approx(result.best_ssim, abs=1e-9)
-    card = (folder / "best" / "README.md").read_text()
+    card = (folder / "best" / "README.md").read_text(encoding="utf-8")
     assert "step 4 of 4" in card and f"PSNR {result.best_psnr:.2f} dB" in card
 
 
@@ -389,7 +389,7 @@ def test_output_that_is_a_file_is_refused(tmp_path):
     config = tiny_config(tmp_path, tmp_path / "run")
     with pytest.raises(UsageError, match="exists and is not a folder"):
         train(config)
-    assert (tmp_path / "run").read_text() == "not a folder"
+    assert (tmp_path / "run").read_text(encoding="utf-8") == "not a folder"
 
 
 def test_resume_refuses_another_recipe(run4, tmp_path):
@@ -607,7 +607,7 @@ def test_a_setup_error_on_one_rank_stops_both(tmp_path):
 
 
 def test_training_page_recipe_and_key_table_match_the_code(tmp_path):
-    page = (ROOT / "docs" / "training.md").read_text()
+    page = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
     recipe = page.split("## The recipe", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     config = load_train_config(write_recipe(tmp_path / "page.yaml", yaml.safe_load(recipe)))
     assert config.data.train[0].slices == (0.0, 0.7)

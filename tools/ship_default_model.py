@@ -54,7 +54,8 @@ def _training_minutes(run: Path) -> float:
     last times are summed."""
     with open(run / "log.csv", newline="") as stream:
         seconds = [float(row["seconds"]) for row in csv.DictReader(stream)]
-    total = sum(earlier for earlier, later in zip(seconds, seconds[1:]) if later < earlier)
+    pairs = zip(seconds, seconds[1:], strict=False)
+    total = sum(earlier for earlier, later in pairs if later < earlier)
     return (total + (seconds[-1] if seconds else 0.0)) / 60
 
 

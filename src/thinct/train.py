@@ -287,7 +287,9 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
 
     if ranks.main:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        (folder / "config.yaml").write_text(
+            yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
+        )
     log_path = folder / LOG_FILE
     log_stream = None
     if ranks.main:

@@ -245,7 +245,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     if not path.is_file():
         raise UsageError(f"{path}: no such config file")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         reason = " ".join(str(error).split())
         raise UsageError(f"{path} is not valid YAML: {reason}") from None

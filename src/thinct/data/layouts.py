@@ -167,7 +167,7 @@ def _split_cases(folder: Path, split: str) -> list[str]:
         raise UsageError(f"{folder}: holds both {' and '.join(CTHNET_SPLIT_FILES)}; keep one")
     path = found[0]
     try:
-        values = json.loads(path.read_text())
+        values = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         reason = " ".join(str(error).split())
         raise UsageError(f"{path} is not valid JSON: {reason}") from None

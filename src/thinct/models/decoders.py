@@ -84,13 +84,14 @@ class PointwiseHead(nn.Sequential):
         w1, b1 = first.weight.flatten(1), first.bias[:, None]
         w2, b2 = last.weight.flatten(1), last.bias[:, None]
         batch, channels, slots, height, width = x.shape
-        out = x.new_empty(batch, 1, slots, height, width)
+        out = None  # allocated with the first slot's dtype, which autocast decides
         for slot in range(slots):
             plane = x[:, :, slot].reshape(batch, channels, height * width)
             hidden = act(torch.baddbmm(b1, w1.expand(batch, -1, -1), plane))
-            out[:, 0, slot] = torch.baddbmm(b2, w2.expand(batch, -1, -1), hidden).reshape(
-                batch, height, width
-            )
+            value = torch.baddbmm(b2, w2.expand(batch, -1, -1), hidden)
+            if out is None:
+                out = value.new_empty(batch, 1, slots, height, width)
+            out[:, 0, slot] = value.reshape(batch, height, width)
         return out
 
 

@@ -101,12 +101,16 @@ def save_model(
         # made inside it with the usual permissions, which its files then get too.
         staging = scratch / folder.name
         staging.mkdir()
-        (staging / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        (staging / CONFIG_FILE).write_text(
+            json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8"
+        )
         weights = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
         save_file(weights, staging / WEIGHTS_FILE, metadata={"format": "pt"})
         (staging / WEIGHTS_FILE).chmod(staging.stat().st_mode & 0o666)
         sha256 = sha256_of(staging / WEIGHTS_FILE)
-        (staging / CARD_FILE).write_text(_card_text(model, sha256, details or {}, sections or {}))
+        (staging / CARD_FILE).write_text(
+            _card_text(model, sha256, details or {}, sections or {}), encoding="utf-8"
+        )
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)
@@ -140,7 +144,7 @@ def load_model_folder(folder: str | Path) -> nn.Module:
     if not weights_path.is_file():
         raise InputError(f"{folder} has no {WEIGHTS_FILE}")
     try:
-        values = json.loads(config_path.read_text())
+        values = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{config_path} is not valid JSON: {error}") from None
     except OSError as error:
