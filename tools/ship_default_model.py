@@ -88,8 +88,8 @@ def main() -> None:
     print(table)
 
     recipe = (
-        f"`thinct train --config {args.config.as_posix()}` (from the repository root, with "
-        f"the shared CT collection in `../shared`): {config.optim.steps} steps of "
+        f"`thinct train --config {args.config.as_posix()}` of the thinct repository (the "
+        f"scans listed above, read from the config's `data.root`): {config.optim.steps} steps of "
         f"{config.optim.batch_size} random {config.crop.tile} x {config.crop.tile} crops, "
         f"AdamW (lr {config.optim.lr:g}, weight decay {config.optim.weight_decay:g}), "
         f"{config.optim.schedule} schedule, {config.loss.kind} loss; "

@@ -22,7 +22,6 @@ import io
 import math
 import os
 import re
-import secrets
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from thinct import metrics
+from thinct.atomic import write_text
 from thinct.data.cases import Case, simulated_case
 from thinct.data.pairs import slice_range
 from thinct.errors import OutputError, ThinctError, ThinctWarning, UsageError
@@ -577,18 +577,6 @@ def summary_markdown(
         "",
     ]
     return "\n".join(lines)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a text file under a hidden name beside it and rename it into place."""
-    staged = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        staged.write_text(text, encoding="utf-8")
-        os.replace(staged, path)
-    except OSError as error:
-        raise OutputError(f"cannot write {path} ({error.strerror or error})") from None
-    finally:
-        staged.unlink(missing_ok=True)
 
 
 def figure_name(case: str) -> str:

@@ -14,8 +14,6 @@ it never touches a display or the process-wide backend.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from thinct.errors import OutputError
+from thinct.atomic import replacing
 
 # Display windows (low, high) in HU.
 WINDOWS: dict[str, tuple[float, float]] = {
@@ -227,7 +225,8 @@ def save_case_figure(
             if col == 0:
                 axes.set_ylabel(plane_names[plane], fontsize=8)
                 _scale_bar(axes, image.shape[1] * h, image.shape[0] * v)
-    _save_atomic(figure, path)
+    with replacing(path) as staged:
+        figure.savefig(staged, format="png", dpi=_DPI, facecolor="white")
     return path
 
 
@@ -259,18 +258,3 @@ def _scale_bar(axes, width_mm: float, height_mm: float) -> None:
     )
     axes.set_xlim(0, width_mm)
     axes.set_ylim(height_mm, 0)
-
-
-def _save_atomic(figure, path: Path) -> None:
-    """Write the PNG beside its destination under a hidden name and rename it into place."""
-    path = Path(path)
-    staged = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            figure.savefig(staged, format="png", dpi=_DPI, facecolor="white")
-            os.replace(staged, path)
-        finally:
-            staged.unlink(missing_ok=True)
-    except OSError as error:
-        raise OutputError(f"cannot write {path} ({error.strerror or error})") from None

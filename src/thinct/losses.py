@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from thinct.errors import UsageError
+from thinct.metrics import ssim_map
 from thinct.train_config import LOSSES
-
-_C1, _C2 = 0.01**2, 0.03**2
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
@@ -30,17 +29,7 @@ def ssim_2d(output: Tensor, target: Tensor) -> Tensor:
     x = output.flatten(0, 2)[:, None]
     y = target.flatten(0, 2)[:, None]
 
-    def blur(a: Tensor) -> Tensor:
-        return F.conv2d(a, window)
-
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
-    index = ((2 * mu_x * mu_y + _C1) * (2 * cov + _C2)) / (
-        (mu_x**2 + mu_y**2 + _C1) * (var_x + var_y + _C2)
-    )
-    return index.mean()
+    return ssim_map(x, y, lambda a: F.conv2d(a, window)).mean()
 
 
 def gradient_l1(output: Tensor, target: Tensor) -> Tensor:

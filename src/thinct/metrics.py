@@ -23,6 +23,9 @@ does (5 by default).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
@@ -37,6 +40,8 @@ PSNR_IDENTICAL = 40.0
 _SSIM_SIGMA = 1.5
 _SSIM_RADIUS = 5  # an 11-pixel Gaussian window
 _C1, _C2 = 0.01**2, 0.03**2
+# numpy arrays here, torch tensors in the training loss.
+ArrayLike = Any
 # Slices per block of PSNR and SSIM: the result is the same as for the whole volume at once
 # (the SSIM window is per slice), and the float64 intermediates of a 512 x 512 x 300 scan stay
 # small.
@@ -93,6 +98,19 @@ def lung_psnr(output: np.ndarray, reference: np.ndarray, exclude: int = EDGE_SLI
     return psnr(output, reference, exclude, window=LUNG_WINDOW)
 
 
+def ssim_map(x: ArrayLike, y: ArrayLike, blur: Callable[[ArrayLike], ArrayLike]) -> ArrayLike:
+    """The SSIM index at every pixel of two [0, 1] images, local statistics by ``blur`` (a
+    Gaussian window): plain arithmetic, so numpy arrays and torch tensors (the training loss)
+    share it."""
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + _C1) * (2 * cov + _C2)) / (
+        (mu_x**2 + mu_y**2 + _C1) * (var_x + var_y + _C2)
+    )
+
+
 def ssim(output: np.ndarray, reference: np.ndarray, exclude: int = EDGE_SLICES) -> float:
     """Mean structural similarity of the axial slices (Gaussian window 11, sigma 1.5)."""
     output, reference = _trimmed(output, reference, exclude)
@@ -107,14 +125,7 @@ def ssim(output: np.ndarray, reference: np.ndarray, exclude: int = EDGE_SLICES) 
     for start in range(0, output.shape[0], _BLOCK):
         block = slice(start, start + _BLOCK)
         x, y = _unit(output[block]), _unit(reference[block])
-        mu_x, mu_y = blur(x), blur(y)
-        var_x = blur(x * x) - mu_x**2
-        var_y = blur(y * y) - mu_y**2
-        cov = blur(x * y) - mu_x * mu_y
-        index = ((2 * mu_x * mu_y + _C1) * (2 * cov + _C2)) / (
-            (mu_x**2 + mu_y**2 + _C1) * (var_x + var_y + _C2)
-        )
-        total += float(index.sum())
+        total += float(ssim_map(x, y, blur).sum())
     return total / output.size
 
 

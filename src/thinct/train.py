@@ -38,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from thinct import metrics
+from thinct.atomic import replacing, write_text
 from thinct.data.cases import Case
 from thinct.data.crops import CropOptions, CropSampler
 from thinct.data.sources import training_pairs, validation_cases
@@ -131,10 +132,9 @@ def validate(model: nn.Module, cases: list[Case], device: str) -> dict[str, floa
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
-def _save_atomic(state: dict[str, Any], path: Path) -> None:
-    staging = path.with_name(f".{path.name}.partial")
-    torch.save(state, staging)
-    os.replace(staging, path)
+def _save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    with replacing(path) as staged:
+        torch.save(state, staged)
 
 
 def _check_run_folder(folder: Path, resume: bool) -> None:
@@ -188,10 +188,8 @@ def _keep_log_rows(path: Path, last_step: int) -> None:
         rows = list(csv.reader(stream))
     kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= last_step]
     if len(kept) < len(rows):
-        staging = path.with_name(f".{path.name}.partial")
-        with open(staging, "w", newline="") as stream:
+        with replacing(path) as staged, open(staged, "w", newline="") as stream:
             csv.writer(stream).writerows(kept)
-        os.replace(staging, path)
 
 
 def _check_cases(cases: list[Case]) -> None:
@@ -287,9 +285,7 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
 
     if ranks.main:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.yaml").write_text(
-            yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
-        )
+        write_text(folder / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
     log_path = folder / LOG_FILE
     log_stream = None
     if ranks.main:
@@ -377,7 +373,7 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
                 if ranks.world > 1:
                     dist.barrier()
             if ranks.main and (step % config.checkpoint_every == 0 or last):
-                _save_atomic(
+                _save_checkpoint(
                     {
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),

@@ -2,7 +2,7 @@
 
 A source path is a scan file, a DICOM series folder, a folder of scan files, or (with a
 ``layout``) a paired dataset folder. Scans are read once; every requested axis and slice
-profile of a scan becomes its own `Pair`, sharing the thin stack's memory where it can.
+profile of a scan becomes its own `Pair` (each with its own copy of the stacks).
 """
 
 from __future__ import annotations
