@@ -22,6 +22,7 @@ __all__ = [
     "METHODS",
     "Grid",
     "InferenceOptions",
+    "ThinSlices",
     "ThinGrid",
     "ThinctError",
     "ThinctWarning",
@@ -40,12 +41,14 @@ __all__ = [
     "write_volume",
 ]
 
-# The model functions import torch: loaded on first use, so that `import thinct` (and every
-# command that runs no model) stays fast.
+# The model functions and the TorchIO transform import torch: loaded on first use, so that
+# `import thinct` (and every command that runs no model) stays fast.
 _FROM_MODELS = ("create_model", "list_models", "load_model", "save_model")
 
 
 def __getattr__(name: str) -> Any:
     if name in _FROM_MODELS:
         return getattr(import_module("thinct.models"), name)
+    if name == "ThinSlices":
+        return import_module("thinct.transforms").ThinSlices
     raise AttributeError(f"module 'thinct' has no attribute {name!r}")

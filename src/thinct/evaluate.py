@@ -666,30 +666,17 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
 
 
-def model_name(spec: str | None) -> str:
-    """The name a model goes by in the report: a folder's name, a file's stem, or the
-    registered name."""
-    if spec is None:
-        from thinct.models import DEFAULT_MODEL
-
-        return DEFAULT_MODEL
-    path = Path(spec)
-    if path.is_file():
-        return path.stem
-    return path.name or str(spec)
-
-
 def load_models(specs: Sequence[str | None], options: InferenceOptions) -> list[tuple[str, Any]]:
     """(name, model) for each spec, checked against the engine options."""
     from thinct.inference import check_options
-    from thinct.models import load_model
+    from thinct.models import load_model, model_display_name
 
     check_options(options)
     loaded = []
     for spec in specs:
         model = load_model(spec)
         check_options(options, model.config.slices)
-        loaded.append((model_name(spec), model))
+        loaded.append((model_display_name(spec), model))
     return loaded
 
 

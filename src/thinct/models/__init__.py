@@ -1,7 +1,8 @@
 """Thin-slice models: CTHNet and TVSRN behind one registry, model folders, official weights.
 
 ``load_model(spec)`` is the one way in: ``None`` for the default model, a registry name, a
-model folder, or an official checkpoint file (read without unpickling foreign code).
+model folder, an ``hf://owner/repo[@revision]`` Hub model, or an official checkpoint file
+(read without unpickling foreign code).
 """
 
 from __future__ import annotations
@@ -36,9 +37,14 @@ def load_model(spec: str | Path | None = None) -> nn.Module:
 
     ``spec`` is ``None`` (the default model, `DEFAULT_MODEL`, whose weights ship inside the
     package), a registry name with shipped weights, a model folder (``config.json`` +
-    ``model.safetensors``) or an official checkpoint file.
+    ``model.safetensors``), a Hub model ``hf://owner/repo[@revision][/subfolder]`` (see
+    `thinct.hub`) or an official checkpoint file.
     """
     spec = DEFAULT_MODEL if spec is None else spec
+    if isinstance(spec, str) and spec.startswith("hf://"):
+        from thinct.hub import load_hub_model  # the Hub client loads only when it is used
+
+        return load_hub_model(spec)
     path = Path(spec)
     if is_model_folder(path):
         return load_model_folder(path)
@@ -61,8 +67,22 @@ def load_model(spec: str | Path | None = None) -> nn.Module:
         return load_model_folder(WEIGHTS_PACKAGE / entry.weights)
     names = ", ".join(entry.name for entry in list_models())
     raise UsageError(
-        f"model {spec!r}: no such file or folder, and not a registered model ({names})"
+        f"model {spec!r}: no such file or folder, not a registered model ({names}) and not a "
+        "Hub model (hf://owner/repo)"
     )
+
+
+def model_display_name(spec: str | Path | None) -> str:
+    """How outputs and reports name the model that made them: a registered or Hub name in
+    full, a folder by its name, a checkpoint file by its stem (the rest of a local path says
+    nothing to a reader)."""
+    if spec is None:
+        return DEFAULT_MODEL
+    text = str(spec)
+    if text.startswith("hf://") or text in {entry.name for entry in list_models()}:
+        return text
+    path = Path(text)
+    return path.stem if path.is_file() else path.name or text
 
 
 __all__ = [
@@ -79,6 +99,7 @@ __all__ = [
     "list_models",
     "load_model",
     "load_model_folder",
+    "model_display_name",
     "register_model",
     "save_model",
 ]
