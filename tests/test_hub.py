@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +19,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from cli_helpers import thinct_in_process
-from conftest import EXAMPLES
+from conftest import EXAMPLES, ROOT
 from fake_hub import FakeHubServer
 from hub_cache import fill_cache, model_files
 
@@ -242,3 +245,63 @@ def test_push_offline_is_one_line(tmp_path, capfd, monkeypatch):
     assert line == "error: cannot push to lab/thin: HF_HUB_OFFLINE is set"
     result = thinct_in_process(capfd, "push", tmp_path / "missing", "lab/thin")
     assert result.returncode == 2 and "no such folder" in result.stderr
+
+
+# --- docs/hub.md ----------------------------------------------------------------------------
+
+DOCS_COMMIT = "6f1c2a9e8d7b6c5a4f3e2d1c0b9a8f7e6d5c4b3a"
+
+
+def _page_blocks(language: str) -> list[str]:
+    text = (ROOT / "docs" / "hub.md").read_text(encoding="utf-8")
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def _run_line(line: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """One documented command line: leading VAR=value words set the environment, `thinct`
+    runs as `python -m thinct` and `hf` as the huggingface_hub CLI of this environment."""
+    words = shlex.split(line)
+    env = dict(env)
+    while "=" in words[0]:
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    program = {
+        "thinct": [sys.executable, "-m", "thinct"],
+        "hf": [str(Path(sys.executable).parent / "hf")],
+    }
+    return subprocess.run(
+        program[words[0]] + words[1:], capture_output=True, text=True, encoding="utf-8",
+        env=env, cwd=cwd, timeout=300,
+    )  # fmt: skip
+
+
+def test_hub_page_examples_run(hub_cache, tmp_path, monkeypatch):
+    """Every block of docs/hub.md, as written: the commands offline against a cache holding
+    the page's model at its commit, push against the local stand-in for the Hub, and the
+    Python example."""
+    fill_cache(hub_cache, "my-lab/thinct-chest", model_files(SHIPPED), DOCS_COMMIT)
+    work = tmp_path / "work"
+    (work / "runs" / "chest").mkdir(parents=True)
+    shutil.copytree(SHIPPED, work / "runs" / "chest" / "best")
+    image = sitk.ReadImage(str(THICK))[64:128, 64:128, :]  # a small scan keeps the runs short
+    sitk.WriteImage(image, str(work / "scan_5mm.nii.gz"))
+    (work / "examples").symlink_to(ROOT / "examples")
+    env = {**_offline_env(hub_cache), "COLUMNS": "200"}
+    ran = []
+    with FakeHubServer() as hub:
+        online = {**env, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_x"}
+        for block in _page_blocks("bash"):
+            for line in block.strip().splitlines():
+                run = _run_line(line, online if " push " in line else env, work)
+                assert run.returncode == 0, f"{line}\n{run.stderr}"
+                ran.append((line, run))
+    assert (work / "scan_1mm.nii.gz").is_file() and (work / "scan_1mm_again.nii.gz").is_file()
+    listing = next(run.stdout for line, run in ran if line == "thinct models")
+    assert f"hf://my-lab/thinct-chest@{DOCS_COMMIT}" in listing
+    (commit,) = hub.commits
+    assert commit.files == model_files(SHIPPED) and hub.repos == {"my-lab/thinct-chest": True}
+    monkeypatch.chdir(work)
+    namespace: dict = {}
+    for block in _page_blocks("python"):
+        exec(compile(block, "docs/hub.md", "exec"), namespace)
+    assert namespace["thin"].image.GetSize() == (192, 192, 80)
