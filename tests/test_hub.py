@@ -25,7 +25,13 @@ from hub_cache import fill_cache, model_files
 
 from thinct.errors import InputError, UsageError
 from thinct.hub import HubModel, cached_models, parse_hub_spec, push_model
-from thinct.models import WEIGHTS_PACKAGE, create_model, load_model, save_model
+from thinct.models import (
+    WEIGHTS_PACKAGE,
+    create_model,
+    load_model,
+    save_model,
+    weights_sha256,
+)
 
 SHIPPED = WEIGHTS_PACKAGE / "cthnet-small"
 THICK = EXAMPLES / "lidc0002_crop_5mm.nii.gz"
@@ -66,6 +72,13 @@ def test_load_pinned_commit_offline(hub_cache):
     model = load_model(f"hf://lab/thin@{COMMIT}")
     assert _same_weights(model, load_model("cthnet-small"))
     assert not model.training
+
+
+def test_weights_sha256_of_a_hub_model_is_its_cards(hub_cache):
+    """Provenance (nnU-Net conversions) records the weights' sha256 for Hub models too."""
+    fill_cache(hub_cache, "lab/thin", model_files(SHIPPED), COMMIT)
+    expected = weights_sha256("cthnet-small")
+    assert expected is not None and weights_sha256(f"hf://lab/thin@{COMMIT}") == expected
 
 
 def test_load_branch_default_and_subfolder_offline(hub_cache):
