@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import pickle
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -178,3 +179,37 @@ def test_images_that_are_not_hu_are_flagged():
         warnings.simplefilter("always")
         ThinSlices(method="linear")(normalised)
     assert any(issubclass(w.category, ThinctWarning) and "'ct'" in str(w.message) for w in caught)
+
+
+def test_a_prediction_added_on_the_thin_grid_inverts_with_its_image():
+    """The usual pattern: segment the thin subject, add the prediction, invert everything."""
+    thin = ThinSlices(method="linear")(_subject(64))
+    prediction = tio.LabelMap(tensor=(thin.ct.data < -400).to(torch.uint8), affine=thin.ct.affine)
+    thin.add_image(prediction, "prediction")
+    back = thin.apply_inverse_transform()
+    assert back.prediction.shape == (1, 64, 64, 16)
+    assert np.allclose(back.prediction.affine, back.ct.affine)
+    assert back.prediction.data.dtype == torch.uint8
+    elsewhere = tio.LabelMap(tensor=torch.zeros(1, 64, 64, 80, dtype=torch.uint8))
+    thin = ThinSlices(method="linear")(_subject(64))
+    thin.add_image(elsewhere, "elsewhere")
+    with pytest.raises(UsageError, match="'elsewhere' was not made thin"):
+        thin.apply_inverse_transform()
+
+
+def test_threads_sharing_one_transform_record_their_own_grids():
+    transform = ThinSlices(method="linear")
+    sizes = [32, 48, 64, 80] * 2
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda size: transform(_subject(size)), sizes))
+    for size, subject in zip(sizes, results, strict=True):
+        ((_, arguments),) = subject.applied_transforms
+        assert arguments["source_grids"]["ct"]["size"] == [size, size, 16]
+
+
+def test_a_single_slice_is_a_clear_error():
+    single = tio.ScalarImage(
+        tensor=torch.full((1, 16, 16, 1), -500.0), affine=np.diag([1, 1, 5, 1])
+    )
+    with pytest.raises(GeometryError, match="single slice"):
+        ThinSlices(method="linear")(tio.Subject(ct=single))

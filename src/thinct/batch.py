@@ -4,6 +4,9 @@ the rest.
 One input file (or DICOM series folder) and one output is a single job. Several inputs, a
 glob pattern, or a folder of scans is a batch: the output is a folder and each output keeps
 its input's name (relative path inside an input folder, plain name otherwise).
+
+`thinct.shards` picks the jobs a process runs (``--shard``, torchrun); `thinct.workers` runs
+them in several processes with the same `skipped` and `attempt` as `run_jobs` here.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Outcome:
     job: Job
     status: str  # "done", "skipped" or "failed"
     message: str = ""
+    warnings: tuple[str, ...] = ()  # from a worker process, for the main one to report
 
 
 def _is_scan(path: Path) -> bool:
@@ -138,12 +142,34 @@ def plan_jobs(inputs: Sequence[str], output: Path) -> Plan:
     return Plan(jobs=jobs, batch=True)
 
 
-def _failure(job: Job, message: str) -> Outcome:
+def failure(job: Job, message: str) -> Outcome:
     """A failed job whose message names its input first: in a batch, the line must say which
     of the files failed, even when the error itself is about the output."""
     if str(job.source) not in message:
         message = f"{job.source}: {message}"
     return Outcome(job, "failed", message)
+
+
+def skipped(job: Job, overwrite: bool) -> Outcome | None:
+    """The outcome of a job whose output exists already (unless ``overwrite``): a re-run of a
+    batch does only what is missing."""
+    if job.target.exists() and not overwrite:
+        return Outcome(job, "skipped", "output exists")
+    return None
+
+
+def attempt(job: Job, process: Callable[[Job], None]) -> Outcome:
+    """Run one job; its failure is an outcome, not an exception, so the batch goes on.
+
+    A scan too large for the memory fails on its own: the next one may well fit.
+    """
+    try:
+        process(job)
+    except ThinctError as error:
+        return failure(job, str(error))
+    except MemoryError as error:
+        return failure(job, out_of_memory(error))
+    return Outcome(job, "done")
 
 
 def run_jobs(
@@ -152,22 +178,11 @@ def run_jobs(
     overwrite: bool,
     report: Callable[[Outcome], None],
 ) -> list[Outcome]:
-    """Run every job; existing outputs are skipped unless ``overwrite``; failures are collected.
-
-    A scan too large for the memory fails on its own: the next one may well fit.
-    """
+    """Run every job in this process; existing outputs are skipped unless ``overwrite``;
+    failures are collected."""
     outcomes = []
     for job in jobs:
-        if job.target.exists() and not overwrite:
-            outcome = Outcome(job, "skipped", "output exists")
-        else:
-            try:
-                process(job)
-                outcome = Outcome(job, "done")
-            except ThinctError as error:
-                outcome = _failure(job, str(error))
-            except MemoryError as error:
-                outcome = _failure(job, out_of_memory(error))
+        outcome = skipped(job, overwrite) or attempt(job, process)
         outcomes.append(outcome)
         report(outcome)
     return outcomes

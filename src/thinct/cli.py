@@ -11,6 +11,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -18,15 +19,19 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from thinct import __version__
-from thinct.batch import Job, Outcome, plan_jobs, run_jobs
+from thinct.batch import Job, Outcome, plan_jobs, run_jobs, skipped
+from thinct.cli_hub import models, push
+from thinct.cli_nnunet import app as nnunet_app
 from thinct.errors import ThinctError, ThinctWarning, UsageError
 from thinct.geometry import check_target_options
 from thinct.inference_options import InferenceOptions
 from thinct.io import read_volume
 from thinct.pipeline import simulate_file, upsample_file
 from thinct.reporting import Reporter, os_failure, out_of_memory
+from thinct.shards import Share, finish_torchrun_process, use_local_gpu
 from thinct.simulate import check_slab_options
 from thinct.summary import format_summary, scan_summary
+from thinct.workers import Task, run_in_workers, sigterm_as_interrupt
 
 # torch, and the modules that use it, load inside the commands that run a model (upsample
 # without --method, convert, train): every other command, and --help, starts in a fraction
@@ -84,6 +89,25 @@ Series = Annotated[
 Dtype = Annotated[
     OutputType, typer.Option("--dtype", help="Output voxel type (DICOM output is always int16).")
 ]
+Workers = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        metavar="N",
+        min=1,
+        help="Process N files of a batch at once, in separate processes (see docs/scale.md).",
+    ),
+]
+ShardOption = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="I/N",
+        help="Process only share I of N (counted from 1) of the files, so that N machines split "
+        "the same inputs (under torchrun: each process its part of it).",
+        show_default=False,
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -110,6 +134,16 @@ def _split_output(arguments: list[str]) -> tuple[list[str], Path]:
     return arguments[:-1], Path(arguments[-1])
 
 
+@dataclass(frozen=True)
+class _Scale:
+    """How a run spreads: ``workers`` processes for a batch's jobs, each running ``task()``
+    (built after ``check_options``, which may load what it names), and the ``--shard``."""
+
+    workers: int = 1
+    shard: str | None = None
+    task: Callable[[], Task] | None = None
+
+
 def _run_command(
     arguments: list[str],
     overwrite: bool,
@@ -117,39 +151,70 @@ def _run_command(
     verb: str,
     work: Callable[[Job, Callable[[float], None]], None],
     check_options: Callable[[], None],
+    scale: _Scale = _Scale(),
 ) -> None:
     """Plan and run jobs with progress and one-line reporting; exit with the right code.
 
-    ``check_options`` raises `UsageError` for option values that can never work. It runs
-    before any file is read, so a bad option is one usage error (exit 2), not the same
-    failure repeated for every file of a batch (exit 1) after reading each one.
+    Under torchrun, each process exits with its own code, but one with failures first waits
+    for the others: torchrun would stop them as soon as it exits (`thinct.shards`).
     """
     with Reporter(quiet=quiet) as reporter:
         try:
-            check_options()
-            inputs, output = _split_output(arguments)
-            plan = plan_jobs(inputs, output)
-        except ThinctError as error:
-            reporter.error(str(error))
-            raise typer.Exit(error.exit_code) from None
+            _run_share(arguments, overwrite, verb, work, check_options, scale, reporter)
+        except typer.Exit as stop:
+            finish_torchrun_process(stop.exit_code != 0, reporter.info)
+            raise
+        finish_torchrun_process(False, reporter.info)
 
-        def process(job: Job) -> None:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ThinctWarning)
-                with reporter.task(f"{verb} {job.source.name}") as advance:
-                    work(job, advance)
-            for warning in caught:
-                if issubclass(warning.category, ThinctWarning):
-                    reporter.warning(str(warning.message))
 
+def _run_share(
+    arguments: list[str],
+    overwrite: bool,
+    verb: str,
+    work: Callable[[Job, Callable[[float], None]], None],
+    check_options: Callable[[], None],
+    scale: _Scale,
+    reporter: Reporter,
+) -> None:
+    """Plan the jobs and run this process's share of them.
+
+    The shard is checked first, then ``check_options`` raises `UsageError` for option values
+    that can never work. Both run before any file is read, so a bad option is one usage error
+    (exit 2), not the same failure repeated for every file of a batch (exit 1) after reading
+    each one.
+    """
+    try:
+        share = Share.of(scale.shard)
+        check_options()
+        inputs, output = _split_output(arguments)
+        plan = plan_jobs(inputs, output)
+    except ThinctError as error:
+        reporter.error(str(error))
+        raise typer.Exit(error.exit_code) from None
+    jobs = share.select(plan.jobs, output, plan.batch)
+    if not jobs:
+        reporter.info(f"nothing to do for {share}")
+        return
+
+    def process(job: Job) -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ThinctWarning)
+            with reporter.task(f"{verb} {job.source.name}") as advance:
+                work(job, advance)
+        for warning in caught:
+            if issubclass(warning.category, ThinctWarning):
+                reporter.warning(str(warning.message))
+
+    with sigterm_as_interrupt():
         if plan.batch:
-            _run_batch(plan.jobs, output, process, overwrite, reporter)
+            _run_batch(jobs, output, process, overwrite, reporter, share, scale)
         else:
-            _run_single(plan.jobs[0], process, reporter)
+            _run_single(jobs[0], process, reporter)
 
 
 def _run_single(job: Job, process: Callable[[Job], None], reporter: Reporter) -> None:
-    """One job: its error, usage or processing, decides the exit code."""
+    """One job: its error, usage or processing, decides the exit code. It runs in this
+    process whatever --workers says: a worker would only add its start-up."""
     try:
         process(job)
     except ThinctError as error:
@@ -164,6 +229,8 @@ def _run_batch(
     process: Callable[[Job], None],
     overwrite: bool,
     reporter: Reporter,
+    share: Share,
+    scale: _Scale,
 ) -> None:
     """Many jobs: each failure is one line and the rest go on; any failure makes exit 1."""
     with reporter.task("files", total=len(jobs)) as advance_files:
@@ -173,22 +240,33 @@ def _run_batch(
             nonlocal done
             done += 1
             advance_files(done)
+            for message in outcome.warnings:
+                reporter.warning(message)
             if outcome.status == "failed":
                 reporter.error(outcome.message)
             elif outcome.status == "skipped":
                 reporter.info(f"skipped {outcome.job.source}: {outcome.job.target} exists")
 
-        outcomes = run_jobs(jobs, process, overwrite, report)
+        if scale.task is not None and min(scale.workers, _to_do(jobs, overwrite)) > 1:
+            outcomes = run_in_workers(jobs, scale.task(), scale.workers, overwrite, report)
+        else:  # one worker would only add its start-up to one process's work
+            outcomes = run_jobs(jobs, process, overwrite, report)
     counts = {
         status: sum(o.status == status for o in outcomes)
         for status in ("done", "skipped", "failed")
     }
+    where = f"outputs in {output}" + ("" if share.whole else f", {share}")
     reporter.info(
         f"{counts['done']} written, {counts['skipped']} skipped, {counts['failed']} failed "
-        f"(outputs in {output})"
+        f"({where})"
     )
     if counts["failed"]:
         raise typer.Exit(1)
+
+
+def _to_do(jobs: list[Job], overwrite: bool) -> int:
+    """Jobs that will run rather than be skipped."""
+    return sum(skipped(job, overwrite) is None for job in jobs)
 
 
 class Device(str, Enum):
@@ -221,9 +299,10 @@ def upsample(
         typer.Option(
             "--model",
             metavar="SPEC",
-            help="The model that predicts the thin slices: a model folder (config.json + "
-            "model.safetensors), an official checkpoint file, or a registered name "
-            "(default: the shipped cthnet-small).",
+            help="The model that predicts the thin slices: a registered name (see thinct "
+            "models; default: the shipped cthnet-small), a model folder (config.json + "
+            "model.safetensors), hf://owner/repo[@revision] on the Hugging Face Hub, or an "
+            "official checkpoint file.",
         ),
     ] = None,
     spacing: Annotated[
@@ -272,6 +351,8 @@ def upsample(
     series: Series = None,
     dtype: Dtype = OutputType.int16,
     overwrite: Overwrite = False,
+    workers: Workers = 1,
+    shard: ShardOption = None,
     quiet: Quiet = False,
 ) -> None:
     """Make synthetic thin slices from thick-slice CT (IN... OUT) with the default model,
@@ -288,23 +369,35 @@ def upsample(
         precision=precision.value,
     )
     loaded: dict[str, Any] = {}  # the model and its name, once check_options loads them
+    settings = dict(
+        method=method.value if method is not None else "bspline",
+        spacing=spacing,
+        factor=factor,
+        align=align.value,
+        overwrite=overwrite,
+        dtype=dtype.value,
+        series_uid=series,
+        options=options,
+    )
 
     def work(job: Job, advance: Callable[[float], None]) -> None:
         upsample_file(
             job.source,
             job.target,
-            method=method.value if method is not None else "bspline",
-            spacing=spacing,
-            factor=factor,
-            align=align.value,
-            overwrite=overwrite,
-            dtype=dtype.value,
-            series_uid=series,
+            **settings,
             progress=advance,
             model=loaded.get("model"),
             model_name=loaded.get("name"),
-            options=options,
         )
+
+    def task() -> Task:
+        """The same work in worker processes, each loading the model from its spec."""
+        if method is not None:
+            return Task(upsample_file, settings)
+        from thinct.models import DEFAULT_MODEL
+
+        keywords = {**settings, "model_name": loaded["name"]}
+        return Task(upsample_file, keywords, model_spec or DEFAULT_MODEL, device.value)
 
     def check_options() -> None:
         check_target_options(spacing, factor)
@@ -318,14 +411,16 @@ def upsample(
                 )
             return
         from thinct.inference import check_options as check_inference_options
-        from thinct.models import DEFAULT_MODEL, load_model
+        from thinct.models import load_model, model_display_name
 
         check_inference_options(options)
+        use_local_gpu(options.device)  # under torchrun, before the model loads
         loaded["model"] = load_model(model_spec)
-        loaded["name"] = Path(model_spec).name if model_spec else DEFAULT_MODEL
+        loaded["name"] = model_display_name(model_spec)
         check_inference_options(options, loaded["model"].config.slices)
 
-    _run_command(arguments, overwrite, quiet, "upsampling", work, check_options)
+    scale = _Scale(workers, shard, task)
+    _run_command(arguments, overwrite, quiet, "upsampling", work, check_options, scale)
 
 
 @app.command()
@@ -355,6 +450,8 @@ def simulate(
     series: Series = None,
     dtype: Dtype = OutputType.int16,
     overwrite: Overwrite = False,
+    workers: Workers = 1,
+    shard: ShardOption = None,
     quiet: Quiet = False,
 ) -> None:
     """Simulate the thick-slice scan a scanner would reconstruct from thin CT (IN... OUT).
@@ -362,24 +459,25 @@ def simulate(
     Example: thinct simulate thin.nii.gz thick5mm.nii.gz --thickness 5
     """
 
+    settings = dict(
+        thickness=thickness,
+        increment=increment,
+        profile=profile.value,
+        fwhm=fwhm,
+        overwrite=overwrite,
+        dtype=dtype.value,
+        series_uid=series,
+    )
+
     def work(job: Job, advance: Callable[[float], None]) -> None:
-        simulate_file(
-            job.source,
-            job.target,
-            thickness=thickness,
-            increment=increment,
-            profile=profile.value,
-            fwhm=fwhm,
-            overwrite=overwrite,
-            dtype=dtype.value,
-            series_uid=series,
-        )
+        simulate_file(job.source, job.target, **settings)
         advance(1.0)
 
     def check_options() -> None:
         check_slab_options(thickness, increment, profile.value, fwhm)
 
-    _run_command(arguments, overwrite, quiet, "simulating", work, check_options)
+    scale = _Scale(workers, shard, lambda: Task(simulate_file, settings))
+    _run_command(arguments, overwrite, quiet, "simulating", work, check_options, scale)
 
 
 @app.command()
@@ -508,8 +606,8 @@ def evaluate(
         typer.Option(
             "--model",
             metavar="SPEC",
-            help="A model to evaluate (folder, official checkpoint or registered name); repeat "
-            "for several.",
+            help="A model to evaluate (registered name, folder, hf://owner/repo[@revision] or "
+            "official checkpoint); repeat for several.",
             show_default=False,
         ),
     ] = None,
@@ -646,6 +744,13 @@ def train(
             f"trained {result.steps} steps in {result.seconds / 60:.1f} min; best step "
             f"{result.best_step} ({scores}) in {result.folder / 'best'}"
         )
+
+
+app.command()(models)
+app.command()(push)
+
+
+app.add_typer(nnunet_app, name="nnunet")
 
 
 def _exit_with_error(message: str, code: int) -> NoReturn:

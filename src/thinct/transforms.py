@@ -14,6 +14,7 @@ original scan. For that, the history records each image's thick grid.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,7 +88,8 @@ class ThinSlices(tio.SpatialTransform):
         self.device, self.precision = device, precision
         self.tile, self.tile_overlap = tile, tile_overlap
         self.z_overlap, self.batch_size = z_overlap, batch_size
-        self.source_grids = dict(source_grids or {})
+        self._given_grids = dict(source_grids or {})
+        self._per_thread = threading.local()
         self.invert_transform = False
         self.args_names = [
             "model", "spacing", "factor", "align", "method", "device", "precision", "tile",
@@ -122,12 +124,26 @@ class ThinSlices(tio.SpatialTransform):
             precision=self.precision,
         )
 
+    @property
+    def source_grids(self) -> dict[str, dict[str, list[float]]]:
+        """The thick grids of the subject this thread transformed last (what TorchIO records
+        in that subject's history), or those given to the constructor. Kept per thread, so
+        threads sharing one transform (a thread pool of a cached dataset) never record each
+        other's grids."""
+        return getattr(self._per_thread, "grids", self._given_grids)
+
     def __getstate__(self) -> dict[str, Any]:
-        """Copies and pickles (DataLoader workers, the inverse) leave the loaded model behind:
-        each process loads its own, once."""
+        """Copies and pickles (DataLoader workers, the inverse) leave the loaded model behind
+        (each process loads its own, once) and keep the grids this thread recorded."""
         state = self.__dict__.copy()
         state["_loaded"] = None
+        state["_given_grids"] = self.source_grids
+        del state["_per_thread"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._per_thread = threading.local()
 
     def _network(self) -> nn.Module:
         if self._loaded is None:
@@ -153,7 +169,7 @@ class ThinSlices(tio.SpatialTransform):
         for name, image in images.items():
             grids[name] = self._make_thin(name, image)
         # A new dict, not an update: the history of earlier subjects keeps its own grids.
-        self.source_grids = grids
+        self._per_thread.grids = grids
         return subject
 
     def _make_thin(self, name: str, image: tio.Image) -> dict[str, list[float]]:
@@ -162,7 +178,7 @@ class ThinSlices(tio.SpatialTransform):
         labels = isinstance(image, tio.LabelMap)
         channels, grid = [], None
         for channel in image.data:
-            thick = nib_to_sitk(channel[None], image.affine)
+            thick = nib_to_sitk(channel[None], image.affine, force_3d=True)
             grid = Grid.of(thick)
             try:
                 thin = thin_grid(grid, spacing=self.spacing, factor=self.factor, align=self.align)
@@ -194,26 +210,51 @@ class ThinSlices(tio.SpatialTransform):
         return upsample_with_model(volume, thin, self._network(), self.options).image
 
     def _restore_thick(self, name: str, image: tio.Image) -> None:
-        if name not in self.source_grids:
-            raise UsageError(
-                f"image {name!r} was not made thin by this ThinSlices; there is no thick grid "
-                "to return it to"
-            )
-        record = self.source_grids[name]
-        grid = Grid(
-            size=tuple(int(v) for v in record["size"]),
-            spacing=tuple(record["spacing"]),
-            origin=tuple(record["origin"]),
-            direction=tuple(record["direction"]),
-        )
+        grid = self._thick_grid_of(name, image)
         labels = isinstance(image, tio.LabelMap)
         channels = [
-            thicken(nib_to_sitk(channel[None], image.affine), grid, labels=labels)
+            thicken(nib_to_sitk(channel[None], image.affine, force_3d=True), grid, labels=labels)
             for channel in image.data
         ]
         data = np.concatenate([sitk_to_nib(c)[0] for c in channels])
         image.set_data(data.astype(image.data.numpy().dtype) if labels else data)
         image.affine = sitk_to_nib(channels[0])[1]
+
+    def _thick_grid_of(self, name: str, image: tio.Image) -> Grid:
+        """The thick grid an image returns to: its own record, or, for an image added after
+        the transform (a prediction on the thin grid), the grid of the recorded image whose
+        thin grid it shares."""
+        grids = {key: _grid_from_record(record) for key, record in self.source_grids.items()}
+        if name in grids:
+            return grids[name]
+        here = Grid.of(nib_to_sitk(image.data[:1], image.affine, force_3d=True))
+        for grid in grids.values():
+            thin = thin_grid(grid, spacing=self.spacing, factor=self.factor, align=self.align)
+            if _same_grid(thin.grid, here):
+                return grid
+        raise UsageError(
+            f"image {name!r} was not made thin by this ThinSlices and does not share the thin "
+            "grid of an image it made; there is no thick grid to return it to"
+        )
+
+
+def _grid_from_record(record: dict[str, list[float]]) -> Grid:
+    return Grid(
+        size=tuple(int(v) for v in record["size"]),
+        spacing=tuple(record["spacing"]),
+        origin=tuple(record["origin"]),
+        direction=tuple(record["direction"]),
+    )
+
+
+def _same_grid(first: Grid, second: Grid) -> bool:
+    """Equal up to the rounding of affine matrices (float32 in batches)."""
+    return (
+        first.size == second.size
+        and np.allclose(first.spacing, second.spacing, rtol=1e-5)
+        and np.allclose(first.origin, second.origin, atol=1e-3)
+        and np.allclose(first.direction, second.direction, atol=1e-5)
+    )
 
 
 __all__ = ["ThinSlices"]
