@@ -22,6 +22,21 @@ from thinct import __version__
 from thinct.batch import Job, Outcome, plan_jobs, run_jobs, skipped
 from thinct.cli_hub import models, push
 from thinct.cli_nnunet import app as nnunet_app
+from thinct.cli_options import (
+    Align,
+    BatchSize,
+    Device,
+    DeviceOption,
+    Method,
+    Overwrite,
+    Precision,
+    PrecisionOption,
+    Quiet,
+    Tile,
+    TileOverlap,
+    ZOverlap,
+    refuse_engine_options_with_method,
+)
 from thinct.errors import ThinctError, ThinctWarning, UsageError
 from thinct.geometry import check_target_options
 from thinct.inference_options import InferenceOptions
@@ -47,18 +62,6 @@ app = typer.Typer(
 )
 
 
-class Method(str, Enum):
-    nearest = "nearest"
-    linear = "linear"
-    bspline = "bspline"
-    lanczos = "lanczos"
-
-
-class Align(str, Enum):
-    edges = "edges"
-    centers = "centers"
-
-
 class Profile(str, Enum):
     boxcar = "boxcar"
     gaussian = "gaussian"
@@ -78,8 +81,6 @@ Inputs = Annotated[
         show_default=False,
     ),
 ]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
 Series = Annotated[
     str | None,
     typer.Option(
@@ -269,19 +270,6 @@ def _to_do(jobs: list[Job], overwrite: bool) -> int:
     return sum(skipped(job, overwrite) is None for job in jobs)
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-
-
 @app.command()
 def upsample(
     arguments: Inputs,
@@ -325,29 +313,12 @@ def upsample(
             "centers: first to last thick-slice centre ((n-1)*r+1 slices).",
         ),
     ] = Align.edges,
-    device: Annotated[
-        Device, typer.Option("--device", help="Where a model runs (auto: CUDA, MPS, then CPU).")
-    ] = Device.auto,
-    precision: Annotated[
-        Precision,
-        typer.Option("--precision", help="Model arithmetic; bf16/fp16 are faster on GPUs."),
-    ] = Precision.fp32,
-    tile: Annotated[
-        int, typer.Option("--tile", metavar="PX", help="In-plane tile size for a model.")
-    ] = InferenceOptions.tile,
-    tile_overlap: Annotated[
-        int,
-        typer.Option("--tile-overlap", metavar="PX", help="Pixels shared by adjacent tiles."),
-    ] = InferenceOptions.tile_overlap,
-    z_overlap: Annotated[
-        int,
-        typer.Option(
-            "--z-overlap", metavar="N", help="Thick slices shared by consecutive model windows."
-        ),
-    ] = InferenceOptions.z_overlap,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", metavar="N", help="Tiles per model forward pass.")
-    ] = InferenceOptions.batch_size,
+    device: DeviceOption = Device.auto,
+    precision: PrecisionOption = Precision.fp32,
+    tile: Tile = InferenceOptions.tile,
+    tile_overlap: TileOverlap = InferenceOptions.tile_overlap,
+    z_overlap: ZOverlap = InferenceOptions.z_overlap,
+    batch_size: BatchSize = InferenceOptions.batch_size,
     series: Series = None,
     dtype: Dtype = OutputType.int16,
     overwrite: Overwrite = False,
@@ -402,22 +373,14 @@ def upsample(
     def check_options() -> None:
         check_target_options(spacing, factor)
         if method is not None:
-            if model_spec is not None:
-                raise UsageError("give either --model or --method, not both")
-            if options != InferenceOptions():
-                raise UsageError(
-                    "--device, --precision, --tile, --tile-overlap, --z-overlap and "
-                    "--batch-size apply to models, not to --method"
-                )
+            refuse_engine_options_with_method(model_spec, options)
             return
-        from thinct.inference import check_options as check_inference_options
-        from thinct.models import load_model, model_display_name
+        from thinct.inference import load_checked_model
+        from thinct.models import model_display_name
 
-        check_inference_options(options)
         use_local_gpu(options.device)  # under torchrun, before the model loads
-        loaded["model"] = load_model(model_spec)
+        loaded["model"] = load_checked_model(model_spec, options)
         loaded["name"] = model_display_name(model_spec)
-        check_inference_options(options, loaded["model"].config.slices)
 
     scale = _Scale(workers, shard, task)
     _run_command(arguments, overwrite, quiet, "upsampling", work, check_options, scale)
@@ -652,12 +615,8 @@ def evaluate(
     window: Annotated[
         Window, typer.Option("--window", help="Display window of the figures.")
     ] = Window.lung,
-    device: Annotated[
-        Device, typer.Option("--device", help="Where models run (auto: CUDA, MPS, then CPU).")
-    ] = Device.auto,
-    precision: Annotated[
-        Precision, typer.Option("--precision", help="Model arithmetic.")
-    ] = Precision.fp32,
+    device: DeviceOption = Device.auto,
+    precision: PrecisionOption = Precision.fp32,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an earlier report in REPORT_DIR.")
     ] = False,

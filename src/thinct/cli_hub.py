@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from thinct.cli_options import Quiet
 from thinct.errors import ThinctError, UsageError
 from thinct.reporting import Reporter
 
@@ -92,7 +93,7 @@ def push(
             help="A Hub token with write access (default: HF_TOKEN or `hf auth login`).",
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Upload a trained model folder with its card to the Hugging Face Hub.
 

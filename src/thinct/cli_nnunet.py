@@ -8,17 +8,30 @@ loads only when a model runs, as in `thinct.cli`.
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from thinct.batch import Outcome
-from thinct.errors import ThinctError, UsageError
-from thinct.geometry import ALIGNMENTS, check_target_options
-from thinct.inference_options import DEVICES, PRECISIONS, InferenceOptions
-from thinct.interpolate import METHODS
+from thinct.cli_options import (
+    Align,
+    BatchSize,
+    Device,
+    DeviceOption,
+    Method,
+    Overwrite,
+    Precision,
+    PrecisionOption,
+    Quiet,
+    Tile,
+    TileOverlap,
+    ZOverlap,
+    refuse_engine_options_with_method,
+)
+from thinct.errors import ThinctError
+from thinct.geometry import check_target_options
+from thinct.inference_options import InferenceOptions
 from thinct.nnunet import (
     CaseResult,
     Conversion,
@@ -43,20 +56,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-def _choices(name: str, values: tuple[str, ...]) -> Any:
-    """An option's choices, made from the tuple the library checks against (one list)."""
-    return Enum(name, {value: value for value in values}, type=str)
-
-
-Method = _choices("Method", METHODS)
-Align = _choices("Align", ALIGNMENTS)
-Device = _choices("Device", DEVICES)
-Precision = _choices("Precision", PRECISIONS)
-
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
 
 
 def _fail(reporter: Reporter, error: ThinctError) -> typer.Exit:
@@ -112,27 +111,12 @@ def convert(
     align: Annotated[
         Align, typer.Option("--align", help="The thin grid's alignment, as for upsample.")
     ] = Align.edges,
-    device: Annotated[
-        Device, typer.Option("--device", help="Where a model runs (auto: CUDA, MPS, then CPU).")
-    ] = Device.auto,
-    precision: Annotated[
-        Precision, typer.Option("--precision", help="Model arithmetic.")
-    ] = Precision.fp32,
-    tile: Annotated[
-        int, typer.Option("--tile", metavar="PX", help="In-plane tile size for a model.")
-    ] = InferenceOptions.tile,
-    tile_overlap: Annotated[
-        int, typer.Option("--tile-overlap", metavar="PX", help="Pixels shared by adjacent tiles.")
-    ] = InferenceOptions.tile_overlap,
-    z_overlap: Annotated[
-        int,
-        typer.Option(
-            "--z-overlap", metavar="N", help="Thick slices shared by consecutive model windows."
-        ),
-    ] = InferenceOptions.z_overlap,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", metavar="N", help="Tiles per model forward pass.")
-    ] = InferenceOptions.batch_size,
+    device: DeviceOption = Device.auto,
+    precision: PrecisionOption = Precision.fp32,
+    tile: Tile = InferenceOptions.tile,
+    tile_overlap: TileOverlap = InferenceOptions.tile_overlap,
+    z_overlap: ZOverlap = InferenceOptions.z_overlap,
+    batch_size: BatchSize = InferenceOptions.batch_size,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Convert again into a complete TARGET.")
     ] = False,
@@ -162,36 +146,19 @@ def convert(
         try:
             check_target_options(spacing, factor)
             if method is not None:
-                _check_method_options(model_spec, options)
+                refuse_engine_options_with_method(model_spec, options)
                 recipe = Recipe(method=method.value, **target_options)
             else:
                 recipe = model_recipe(model_spec, **target_options)
             conversion = plan_conversion(source, target, recipe, overwrite)
-            model = None if method is not None else _load_model(model_spec, options)
+            model = None
+            if method is None:
+                from thinct.inference import load_checked_model  # torch, only for a model
+
+                model = load_checked_model(model_spec, options)
         except ThinctError as error:
             raise _fail(reporter, error) from None
         _convert(conversion, model, options, reporter)
-
-
-def _check_method_options(model_spec: str | None, options: InferenceOptions) -> None:
-    if model_spec is not None:
-        raise UsageError("give either --model or --method, not both")
-    if options != InferenceOptions():
-        raise UsageError(
-            "--device, --precision, --tile, --tile-overlap, --z-overlap and --batch-size "
-            "apply to models, not to --method"
-        )
-
-
-def _load_model(spec: str | None, options: InferenceOptions) -> nn.Module:
-    """The model, after its options are checked (an unavailable device fails before loading)."""
-    from thinct.inference import check_options
-    from thinct.models import load_model
-
-    check_options(options)
-    model = load_model(spec)
-    check_options(options, model.config.slices)
-    return model
 
 
 def _convert(

@@ -668,16 +668,10 @@ class Evaluation:
 
 def load_models(specs: Sequence[str | None], options: InferenceOptions) -> list[tuple[str, Any]]:
     """(name, model) for each spec, checked against the engine options."""
-    from thinct.inference import check_options
-    from thinct.models import load_model, model_display_name
+    from thinct.inference import load_checked_model
+    from thinct.models import model_display_name
 
-    check_options(options)
-    loaded = []
-    for spec in specs:
-        model = load_model(spec)
-        check_options(options, model.config.slices)
-        loaded.append((model_display_name(spec), model))
-    return loaded
+    return [(model_display_name(spec), load_checked_model(spec, options)) for spec in specs]
 
 
 def plan_evaluation(

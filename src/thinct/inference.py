@@ -89,6 +89,17 @@ def check_options(options: InferenceOptions, slices: int | None = None) -> None:
         )
 
 
+def load_checked_model(spec: str | None, options: InferenceOptions) -> nn.Module:
+    """The model behind a spec, with the engine options checked before it loads (an
+    unavailable device fails at once) and against it after (its window of thick slices)."""
+    from thinct.models import load_model
+
+    check_options(options)
+    model = load_model(spec)
+    check_options(options, model.config.slices)
+    return model
+
+
 def _plan_windows(low: int, high: int, slices: int, ratio: int, overlap: int) -> list[int]:
     """First thick slices of the windows that cover slots ``low..high`` with their trusted
     middles (they may lie before 0 or past the end: the scan is reflected there).

@@ -39,6 +39,7 @@ from thinct.inference_options import InferenceOptions
 from thinct.interpolate import interpolate
 from thinct.io import Format, hounsfield_warning, output_format, read_volume, write_volume
 from thinct.io.native import first_reason, native_stderr_captured
+from thinct.jsonfile import read_json
 from thinct.reporting import out_of_memory
 from thinct.thicken import thicken
 from thinct.volume import Volume
@@ -144,12 +145,7 @@ def read_dataset(folder: Path) -> Dataset:
     path = folder / DATASET_JSON
     if not path.is_file():
         raise UsageError(f"{folder} is not an nnU-Net dataset: it has no {DATASET_JSON}")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path} is not valid JSON: {error}") from None
-    except OSError as error:
-        raise InputError(f"cannot read {path} ({error.strerror or error})") from None
+    meta = read_json(path)
     _check_meta(meta, path)
     return Dataset(folder, meta)
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from thinct import __version__
 from thinct.errors import InputError, OutputError, ThinctError
+from thinct.jsonfile import read_json
 from thinct.models.config import config_from_dict
 from thinct.models.registry import build_model
 
@@ -143,12 +144,7 @@ def load_model_folder(folder: str | Path) -> nn.Module:
         raise InputError(f"{folder} is not a model folder: it has no {CONFIG_FILE}")
     if not weights_path.is_file():
         raise InputError(f"{folder} has no {WEIGHTS_FILE}")
-    try:
-        values = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{config_path} is not valid JSON: {error}") from None
-    except OSError as error:
-        raise InputError(f"cannot read {config_path} ({error.strerror or error})") from None
+    values = read_json(config_path)
     if not isinstance(values, dict):
         raise InputError(f"{config_path} does not hold a model configuration")
     try:
