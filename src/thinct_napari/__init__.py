@@ -1,1 +1,3 @@
-"""napari plugin for thinct: the widget, reader, writer and sample data come with its own issue."""
+"""napari plugin for thinct (npe2 manifest: napari.yaml): a reader and a writer that keep each
+scan at its physical position, and the example scan as sample data. The super-resolution
+widget and the batch panel come with the rest of the plugin issue."""
