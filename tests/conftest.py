@@ -13,6 +13,10 @@ import SimpleITK as sitk
 from thinct.errors import ThinctError
 from thinct.io import read_volume
 
+# napari's widgets render off screen; its OpenGL canvas still needs the X display that
+# pytest-xvfb starts. Set before any test module creates a QApplication.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "data"
 SHARED_CT = ROOT.parent / "shared" / "data" / "ct"

@@ -21,12 +21,11 @@ import torch
 from conftest import DIRECTIONS, make_image
 from torch import nn
 
-from thinct.errors import ThinctError, UsageError
+from thinct.errors import Cancelled, ThinctError, UsageError
 from thinct.geometry import Grid, thin_grid
 from thinct.inference import (
     HU_MAX,
     HU_MIN,
-    Cancelled,
     InferenceOptions,
     check_options,
     resolve_device,

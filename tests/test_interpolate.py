@@ -11,9 +11,9 @@ import SimpleITK as sitk
 from conftest import DIRECTIONS, make_image
 
 import thinct
-from thinct.errors import UsageError
+from thinct.errors import Cancelled, UsageError
 from thinct.geometry import Grid, thin_grid
-from thinct.interpolate import METHODS, interpolate
+from thinct.interpolate import METHODS, interpolate, resample_labels
 from thinct.volume import Volume
 
 ORIGIN = (-30.0, 20.0, -100.0)
@@ -223,3 +223,39 @@ def test_a_thin_grid_too_large_for_the_memory_is_a_memory_error():
     huge = replace(thin, grid=replace(thin.grid, size=(100_000, 100_000, 100_000)))
     with pytest.raises(MemoryError, match=r"the 100000 x 100000 x 100000 thin volume needs"):
         interpolate(volume, huge, "linear")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_cancel_aborts_the_resampling(method):
+    """A Cancel button polls through the progress steps; ITK stops and nothing is returned."""
+    volume = thick_volume(DIRECTIONS["oblique"], seed=8)
+    thin = thin_grid(Grid.of(volume.image), factor=5)
+    polls: list[int] = []
+
+    def cancel() -> bool:
+        polls.append(1)
+        return len(polls) >= 2
+
+    with pytest.raises(Cancelled, match="cancelled"):
+        interpolate(volume, thin, method, cancel=cancel)
+    assert len(polls) == 2, "resampling went on after cancel returned True"
+
+
+def test_cancel_that_never_fires_changes_nothing():
+    volume = thick_volume(DIRECTIONS["flipped"], seed=9)
+    thin = thin_grid(Grid.of(volume.image), factor=3)
+    plain = interpolate(volume, thin, "bspline")
+    polled = interpolate(volume, thin, "bspline", cancel=lambda: False)
+    np.testing.assert_array_equal(polled.array, plain.array)
+
+
+def test_labels_keep_values_and_pixel_type_on_the_thin_grid():
+    volume = thick_volume(DIRECTIONS["oblique"], seed=10)
+    labels = sitk.Cast(volume.image > 0, sitk.sitkUInt8) * 3
+    thin = thin_grid(Grid.of(volume.image), factor=5)
+    result = resample_labels(labels, thin.grid)
+    assert result.GetPixelID() == sitk.sitkUInt8
+    assert Grid.of(result) == thin.grid
+    assert set(np.unique(sitk.GetArrayViewFromImage(result))) <= {0, 3}
+    nearest = interpolate(Volume(labels), thin, "nearest").array
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(result), nearest)

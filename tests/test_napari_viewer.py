@@ -3,23 +3,16 @@ pytest-xvfb provides by starting Xvfb; skipped where neither is available."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import EXAMPLES
+from napari_window import needs_window
 from npe2 import PluginManifest
 
 from thinct_napari._sample_data import EXAMPLE_SCAN
 
-# Widgets render off screen; napari's OpenGL canvas still needs an X display for its context.
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-pytest.importorskip("qtpy.QtWidgets", reason="no Qt binding (pip install 'napari[pyqt6]')")
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("DISPLAY"),
-    reason="no X display for napari's OpenGL canvas (install Xvfb and pytest-xvfb)",
-)
+pytestmark = needs_window
 
 
 def test_sample_in_a_viewer_spans_the_scans_world_extent(make_napari_viewer, npe2pm):

@@ -32,5 +32,9 @@ class GeometryError(ThinctError):
     """The scan's geometry does not allow the requested operation."""
 
 
+class Cancelled(ThinctError):
+    """The caller (a Cancel button) asked a running job to stop; it returns nothing."""
+
+
 class ThinctWarning(UserWarning):
     """Something looks wrong but processing can go on (e.g. intensities that are not HU)."""

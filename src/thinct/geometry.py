@@ -25,6 +25,11 @@ _COUNT_EPS = 1e-6
 # The most thin slices per thick slice (upsampling) or thick per thin (simulating): 100 is far
 # beyond any real reconstruction, and a mistyped option beyond it would fill the memory.
 MAX_RATIO = 100
+# Grids closer than this are one grid: affines stored as float32 (NIfTI, batches of tensors)
+# round away more than this, and nnU-Net's own check is np.allclose on the same values.
+_SPACING_RTOL = 1e-5
+_ORIGIN_ATOL_MM = 1e-3
+_DIRECTION_ATOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,19 @@ class Grid:
         resampler.SetOutputSpacing(self.spacing)
         resampler.SetOutputOrigin(self.origin)
         resampler.SetOutputDirection(self.direction)
+
+
+def grid_difference(first: Grid, second: Grid) -> str | None:
+    """What differs between two grids ("size", "spacing", ...), or None when they are one."""
+    if first.size != second.size:
+        return "size"
+    if not np.allclose(first.spacing, second.spacing, rtol=_SPACING_RTOL, atol=0):
+        return "spacing"
+    if not np.allclose(first.origin, second.origin, rtol=0, atol=_ORIGIN_ATOL_MM):
+        return "origin"
+    if not np.allclose(first.direction, second.direction, rtol=0, atol=_DIRECTION_ATOL):
+        return "direction"
+    return None
 
 
 @dataclass(frozen=True)

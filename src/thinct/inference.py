@@ -35,7 +35,7 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from thinct.errors import ThinctError, UsageError
+from thinct.errors import Cancelled, UsageError
 from thinct.geometry import ThinGrid
 from thinct.inference_options import DEVICES, PRECISIONS, CancelCallback, InferenceOptions
 from thinct.interpolate import ProgressCallback
@@ -46,10 +46,6 @@ HU_MIN, HU_MAX = -1024.0, 2048.0
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # A thin slice closer than this (in slots) to a model slot is that slot.
 _SLOT_EPS = 1e-4
-
-
-class Cancelled(ThinctError):
-    """The caller asked the engine to stop; nothing is returned."""
 
 
 def resolve_device(name: str) -> torch.device:

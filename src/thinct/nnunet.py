@@ -34,9 +34,9 @@ from thinct import __version__
 from thinct.atomic import write_text
 from thinct.batch import Job, Outcome, run_jobs
 from thinct.errors import GeometryError, InputError, OutputError, ThinctError, UsageError
-from thinct.geometry import Grid, ThinGrid, thin_grid
+from thinct.geometry import Grid, ThinGrid, grid_difference, thin_grid
 from thinct.inference_options import InferenceOptions
-from thinct.interpolate import interpolate
+from thinct.interpolate import interpolate, resample_labels
 from thinct.io import Format, hounsfield_warning, output_format, read_volume, write_volume
 from thinct.io.native import first_reason, native_stderr_captured
 from thinct.jsonfile import read_json
@@ -57,10 +57,6 @@ LABEL_METHOD = "nearest"
 
 _DATASET_NAME = re.compile(r"Dataset(\d{3})_([A-Za-z0-9_-]+)")
 _CHANNEL_FILE = re.compile(r"(.+)_(\d{4})")
-# Grids closer than this are one grid (nnU-Net's own check is np.allclose on the same values).
-_SPACING_RTOL = 1e-5
-_ORIGIN_ATOL_MM = 1e-3
-_DIRECTION_ATOL = 1e-5
 _LABEL_RANGE = np.iinfo(np.int16)
 
 Progress = Callable[[float], None]
@@ -321,19 +317,6 @@ def header_grid(path: Path) -> Grid:
     )
 
 
-def grid_difference(first: Grid, second: Grid) -> str | None:
-    """What differs between two grids ("size", "spacing", ...), or None when they are one."""
-    if first.size != second.size:
-        return "size"
-    if not np.allclose(first.spacing, second.spacing, rtol=_SPACING_RTOL, atol=0):
-        return "spacing"
-    if not np.allclose(first.origin, second.origin, rtol=0, atol=_ORIGIN_ATOL_MM):
-        return "origin"
-    if not np.allclose(first.direction, second.direction, rtol=0, atol=_DIRECTION_ATOL):
-        return "direction"
-    return None
-
-
 def case_grid(case: Case) -> Grid:
     """The one grid that every channel and the label of a case share (refused otherwise: the
     thin grid of one would not fit the others)."""
@@ -534,15 +517,6 @@ def _write_journal(conversion: Conversion, done: set[str]) -> None:
     write_text(conversion.target / JOURNAL, json.dumps(journal, indent=2) + "\n")
 
 
-def _nearest(image: sitk.Image, grid: Grid) -> sitk.Image:
-    """Labels on another grid, values and pixel type unchanged."""
-    resampler = sitk.ResampleImageFilter()
-    grid.apply_to(resampler)
-    resampler.SetInterpolator(sitk.sitkNearestNeighbor)
-    resampler.SetDefaultPixelValue(0)
-    return resampler.Execute(image)
-
-
 def _check_label_values(image: sitk.Image, path: Path) -> None:
     """Labels are written int16; refuse values that int16 would change."""
     values = sitk.GetArrayViewFromImage(image)
@@ -613,7 +587,7 @@ def convert_case(
         label = read_volume(case.label)
         _check_label_values(label.image, case.label)
         write_volume(
-            label.with_image(_nearest(label.image, thin.grid)), outputs[-1], overwrite=True
+            label.with_image(resample_labels(label.image, thin.grid)), outputs[-1], overwrite=True
         )
     if progress is not None:
         progress(1.0)

@@ -76,14 +76,15 @@ def upsample_volume(
     """Thin-slice version of a thick volume on the grid given by spacing/factor and alignment.
 
     With a ``model`` the sliding-window engine predicts the thin slices (``method`` is then
-    unused); otherwise the classical interpolation ``method`` does.
+    unused); otherwise the classical interpolation ``method`` does. Either way ``cancel`` is
+    polled as the work goes on and stops it with `thinct.errors.Cancelled`.
     """
     thin = thin_grid(Grid.of(volume.image), spacing=spacing, factor=factor, align=align)
     if model is not None:
         from thinct.inference import upsample_with_model
 
         return upsample_with_model(volume, thin, model, options, progress, cancel)
-    return interpolate(volume, thin, method=method, progress=progress)
+    return interpolate(volume, thin, method=method, progress=progress, cancel=cancel)
 
 
 def _read_checked(source: Path, series_uid: str | None) -> Volume:

@@ -25,7 +25,7 @@ import torchio as tio
 from torchio.data.io import nib_to_sitk, sitk_to_nib
 
 from thinct.errors import GeometryError, ThinctWarning, UsageError
-from thinct.geometry import ALIGNMENTS, Grid, check_target_options, thin_grid
+from thinct.geometry import ALIGNMENTS, Grid, check_target_options, grid_difference, thin_grid
 from thinct.inference_options import InferenceOptions
 from thinct.interpolate import METHODS, interpolate
 from thinct.io import hounsfield_warning
@@ -230,7 +230,7 @@ class ThinSlices(tio.SpatialTransform):
         here = Grid.of(nib_to_sitk(image.data[:1], image.affine, force_3d=True))
         for grid in grids.values():
             thin = thin_grid(grid, spacing=self.spacing, factor=self.factor, align=self.align)
-            if _same_grid(thin.grid, here):
+            if grid_difference(thin.grid, here) is None:
                 return grid
         raise UsageError(
             f"image {name!r} was not made thin by this ThinSlices and does not share the thin "
@@ -244,16 +244,6 @@ def _grid_from_record(record: dict[str, list[float]]) -> Grid:
         spacing=tuple(record["spacing"]),
         origin=tuple(record["origin"]),
         direction=tuple(record["direction"]),
-    )
-
-
-def _same_grid(first: Grid, second: Grid) -> bool:
-    """Equal up to the rounding of affine matrices (float32 in batches)."""
-    return (
-        first.size == second.size
-        and np.allclose(first.spacing, second.spacing, rtol=1e-5)
-        and np.allclose(first.origin, second.origin, atol=1e-3)
-        and np.allclose(first.direction, second.direction, atol=1e-5)
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thinct.errors import GeometryError, OutputError
+from thinct.errors import GeometryError
 from thinct.io import write_volume
 from thinct.volume import Volume
 from thinct_napari.geometry import image_from_layer
@@ -19,10 +19,6 @@ def write_image(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     leaves a partial file; an existing file is replaced because napari's save dialog has
     already asked. Voxels are rounded and clipped to int16, the usual storage of CT in HU.
     """
-    if attributes.get("rgb"):
-        raise OutputError(f"cannot write {path}: an RGB layer is not a CT volume")
-    if attributes.get("multiscale"):
-        data = data[0]
     try:
         image = image_from_layer(data, attributes)
     except GeometryError as error:

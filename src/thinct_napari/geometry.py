@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from napari.layers import Layer
 from napari.utils.transforms import Affine
 
 from thinct.errors import GeometryError
@@ -93,16 +94,34 @@ def image_geometry(transform: Mapping[str, Any]) -> tuple[tuple[float, ...], ...
     )
 
 
-def image_from_layer(data: Any, transform: Mapping[str, Any]) -> sitk.Image:
-    """A SimpleITK image of 3D layer ``data`` (z, y, x) with the geometry of its transform."""
-    array = np.asarray(data)
+def image_from_layer(data: Any, attributes: Mapping[str, Any]) -> sitk.Image:
+    """A SimpleITK image of 3D layer ``data`` (z, y, x) placed by the layer's ``attributes``
+    (its transform keywords; ``multiscale`` takes the full-resolution level, ``rgb`` is
+    refused: colour is not a CT volume)."""
+    if attributes.get("rgb"):
+        raise GeometryError("an RGB layer is not a CT volume")
+    array = np.asarray(data[0] if attributes.get("multiscale") else data)
     _check_3d(array.ndim)
-    spacing, origin, direction = image_geometry(transform)
+    spacing, origin, direction = image_geometry(attributes)
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing)
     image.SetOrigin(origin)
     image.SetDirection(direction)
     return image
+
+
+def layer_attributes(layer: Layer) -> dict[str, Any]:
+    """What `image_from_layer` needs of a layer in the viewer: its transform (as the user may
+    have moved it) and whether it is multiscale or RGB; the same keys napari gives a writer."""
+    return {
+        "scale": layer.scale,
+        "translate": layer.translate,
+        "rotate": layer.rotate,
+        "shear": layer.shear,
+        "affine": layer.affine,
+        "multiscale": layer.multiscale,
+        "rgb": getattr(layer, "rgb", False),
+    }
 
 
 def _affine_matrix(transform: Mapping[str, Any]) -> np.ndarray:

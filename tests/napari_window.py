@@ -1,0 +1,15 @@
+"""What the tests of the plugin in a real napari window share: they need a Qt binding and an
+X display (pytest-xvfb starts Xvfb), and skip with the reason where either is missing."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest.importorskip("qtpy.QtWidgets", reason="no Qt binding (pip install 'napari[pyqt6]')")
+
+needs_window = pytest.mark.skipif(
+    not os.environ.get("DISPLAY"),
+    reason="no X display for napari's OpenGL canvas (install Xvfb and pytest-xvfb)",
+)
