@@ -165,9 +165,8 @@ def test_window_presets_apply_to_the_input_and_its_result(viewer, widget, qtbot)
 
 def test_side_by_side_shows_each_image_with_its_labels(viewer, widget, qtbot):
     source = viewer.layers[0]
-    labels = viewer.add_labels(
-        (np.asarray(source.data) > 200).astype(np.uint8), name="bone", **layer_transform(thick_image())
-    )
+    bone = (np.asarray(source.data) > 200).astype(np.uint8)
+    labels = viewer.add_labels(bone, name="bone", **layer_transform(thick_image()))
     other = viewer.add_points([[0, 0, 0]], name="marks")
     widget.image.value = source
     widget.carry.value = [labels]
@@ -176,15 +175,16 @@ def test_side_by_side_shows_each_image_with_its_labels(viewer, widget, qtbot):
     thin, thin_labels = viewer.layers[-2], viewer.layers[-1]
 
     widget.compare.value = True
-    assert viewer.canvas.grid.enabled and viewer.canvas.grid.stride == 2 and viewer.canvas.grid.shape == (1, 2)
+    grid = viewer.canvas.grid
+    assert grid.enabled and grid.stride == 2 and grid.shape == (1, 2)
     assert list(viewer.layers)[:4] == [source, labels, thin, thin_labels]
     assert not other.visible
     layers = list(viewer.layers)
-    assert viewer.canvas.grid.position(0, layers) == viewer.canvas.grid.position(1, layers) == (0, 0)
-    assert viewer.canvas.grid.position(2, layers) == viewer.canvas.grid.position(3, layers) == (0, 1)
+    assert grid.position(0, layers) == grid.position(1, layers) == (0, 0)
+    assert grid.position(2, layers) == grid.position(3, layers) == (0, 1)
 
     widget.compare.value = False
-    assert not viewer.canvas.grid.enabled
+    assert not grid.enabled
     assert other.visible
 
 
@@ -194,7 +194,9 @@ def test_compare_before_a_run_is_refused(viewer, widget):
     assert widget.controls.status.value.startswith("error: run on this image first")
 
 
-def test_a_hub_model_that_is_not_there_is_a_one_line_error(viewer, widget, qtbot, monkeypatch, tmp_path):
+def test_a_hub_model_that_is_not_there_is_a_one_line_error(
+    viewer, widget, qtbot, monkeypatch, tmp_path
+):
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
@@ -218,5 +220,5 @@ def test_no_image_and_an_empty_folder_are_refused_before_running(make_napari_vie
     assert panel.image.value is viewer.layers[0]  # picked up when it opens
     panel.settings.engine.value = "folder"
     panel.controls.run_button.native.click()
-    assert panel.controls.status.value == "error: choose a model folder (config.json + model.safetensors)"
+    assert panel.controls.status.value.startswith("error: choose a model folder")
     assert len(viewer.layers) == 1
