@@ -153,6 +153,7 @@ def parse_thinct(args: list[str]) -> tuple[str, dict[str, Any]]:
 UNCHECKED = {
     ".": "the shell sourcing a virtual environment",
     "mkdir": "makes a folder",
+    "napari": "opens napari's window (tests/test_napari_*.py drive its reader and panels)",
     "unzip": "unpacks a download",
 }
 UNCHECKED_PIP = {"download": "needs the network"}

@@ -421,6 +421,13 @@ REGISTRY: dict[str, dict[str, Handling]] = {
         "import numpy as np": MONAI,
         "from monai.transforms import Invertd": MONAI,
     },
+    "docs/napari.md": {
+        'pip install -c constraints.txt ".[napari]"': Parse("installs a Qt binding, opens a window"),
+        "napari scan_5mm.nii.gz": Parse("opens napari's window"),
+        "import napari": Parse(
+            "opens a window and waits for it; tests/test_napari_widget.py drives the same panel"
+        ),
+    },
     "docs/nnunet.md": {
         "thinct nnunet convert Dataset501_LungCT Dataset502_LungCT1mm": NNUNET,
         "nnUNetv2_plan_and_preprocess -d 502 --verify_dataset_integrity": NNUNET,
