@@ -75,7 +75,10 @@ class UpsampleWidget(Container):
             ]
         )
         self._models = ModelCache()
-        self._results: dict[int, Any] = {}  # id(input layer) -> its latest thin layers
+        # id(input layer) -> (input, its carried labels, its latest thin layers); an entry
+        # holds its input, so the id stays unique until the input is removed and the entry
+        # with it.
+        self._results: dict[int, tuple[Image, list[Labels], list[Any]]] = {}
         self._side_by_side = SideBySide(napari_viewer)
         self.image.changed.connect(self.carry.reset_choices)
         self.window.changed.connect(self._apply_window)
@@ -95,7 +98,7 @@ class UpsampleWidget(Container):
         """Label layers that can follow the chosen image: same voxels, same world placement."""
         from napari.layers import Labels
 
-        source = self.image.value if hasattr(self, "image") else None
+        source = self.image.value
         if source is None:
             return []
         return [
@@ -105,6 +108,9 @@ class UpsampleWidget(Container):
         ]
 
     def _layers_changed(self, _event: Any = None) -> None:
+        self._results = {
+            key: entry for key, entry in self._results.items() if entry[0] in self.viewer.layers
+        }
         self.reset_choices()
         if self.image.value is None and self.image.choices:
             self.image.value = self.image.choices[-1]  # the newest image: usually the one opened
