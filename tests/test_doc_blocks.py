@@ -422,7 +422,7 @@ REGISTRY: dict[str, dict[str, Handling]] = {
         "from monai.transforms import Invertd": MONAI,
     },
     "docs/napari.md": {
-        'pip install -c constraints.txt ".[napari]"': Parse("installs a Qt binding, opens a window"),
+        'pip install -c constraints.txt ".[napari]"': Parse("installs a Qt binding"),
         "napari scan_5mm.nii.gz": Parse("opens napari's window"),
         "import napari": Parse(
             "opens a window and waits for it; tests/test_napari_widget.py drives the same panel"

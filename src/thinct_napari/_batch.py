@@ -53,13 +53,15 @@ class BatchWidget(Container):
         )
         self.controls = RunControls("Run batch", self.run)
         self.table = Table(columns=COLUMNS)
+        header = self.table.native.horizontalHeader()
+        header.setStretchLastSection(True)
         super().__init__(
             widgets=[
                 self.input_folder,
                 self.output_folder,
-                self.settings,
+                *self.settings.widgets,
                 self.existing,
-                self.controls,
+                *self.controls.widgets,
                 self.table,
             ]
         )
@@ -77,7 +79,8 @@ class BatchWidget(Container):
             return
         overwrite = self.existing.value == "overwrite"
         self._jobs, self._outcomes = jobs, []
-        self._show_rows([(str(job.source), "queued", "") for job in jobs])
+        source = Path(self.input_folder.value)
+        self._show_rows([(_relative(job.source, source), "queued", "") for job in jobs])
         self.controls.start(
             lambda hooks: self._convert(jobs, settings, overwrite, hooks),
             self._ended,
@@ -148,9 +151,10 @@ class BatchWidget(Container):
         elif isinstance(message, _Finished):
             self._outcomes.append(message.outcome)
             self.table.data[message.row, 1] = message.outcome.status
-            self.table.data[message.row, 2] = message.outcome.message or str(
-                message.outcome.job.target
-            )
+            outcome = message.outcome
+            target = _relative(outcome.job.target, Path(self.output_folder.value))
+            self.table.data[message.row, 2] = outcome.message or target
+            self.table.native.resizeColumnToContents(0)
 
     def _ended(self, ended: Ended) -> None:
         if ended.error is not None:
@@ -172,3 +176,9 @@ class BatchWidget(Container):
             "index": list(range(1, len(rows) + 1)),
             "columns": COLUMNS,
         }
+        self.table.native.resizeColumnsToContents()
+
+
+def _relative(path: Path, folder: Path) -> str:
+    """A scan or output as the table shows it: its path inside the chosen folder."""
+    return path.relative_to(folder).as_posix() if path.is_relative_to(folder) else str(path)

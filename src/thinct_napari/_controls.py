@@ -72,18 +72,21 @@ def _run_job(job: Job, hooks: Hooks) -> Ended:
         return Ended(error=out_of_memory(error))
 
 
-class RunControls(Container):
-    """The Run/Cancel row, progress bar and status line of a panel."""
+class RunControls:
+    """The Run/Cancel row, progress bar and status line of a panel (``widgets``, for the
+    panel's form)."""
 
     def __init__(self, run_text: str, on_run: Callable[[], None]) -> None:
         self.run_button = PushButton(text=run_text)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(min=0, max=_STEPS, value=0, label="progress")
-        self.status = Label(value="")
-        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal")
+        self.status = Label(value="", label="status")
+        self.status.native.setWordWrap(True)  # a long message must not widen the panel
+        buttons = Container(
+            widgets=[self.run_button, self.cancel_button], layout="horizontal", label=""
+        )
         buttons.margins = (0, 0, 0, 0)
-        super().__init__(widgets=[buttons, self.progress, self.status])
-        self.margins = (0, 0, 0, 0)
+        self.widgets = [buttons, self.progress, self.status]
         self.worker: FunctionWorker | None = None
         self._relay: _Relay | None = None
         self.run_button.changed.connect(on_run)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import (
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     LineEdit,
@@ -104,8 +103,9 @@ class ModelCache:
         return self._models[key]
 
 
-class EngineSettings(Container):
-    """Model or interpolation, thin grid, alignment and engine options."""
+class EngineSettings:
+    """Model or interpolation, thin grid, alignment and engine options: ``widgets`` go into a
+    panel's own form, so that all its labels line up in one column."""
 
     def __init__(self) -> None:
         self.engine = ComboBox(label="thin slices by", choices=_engine_choices())
@@ -124,21 +124,18 @@ class EngineSettings(Container):
         self.precision = ComboBox(
             label="precision", choices=PRECISIONS, value=InferenceOptions.precision
         )
-        super().__init__(
-            widgets=[
-                self.engine,
-                self.folder,
-                self.hub,
-                self.target,
-                self.spacing,
-                self.factor,
-                self.align,
-                self.device,
-                self.tile,
-                self.precision,
-            ],
-            labels=True,
-        )
+        self.widgets = [
+            self.engine,
+            self.folder,
+            self.hub,
+            self.target,
+            self.spacing,
+            self.factor,
+            self.align,
+            self.device,
+            self.tile,
+            self.precision,
+        ]
         self.engine.changed.connect(self._show_relevant)
         self.target.changed.connect(self._show_relevant)
         self._show_relevant()

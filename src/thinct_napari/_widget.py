@@ -64,12 +64,13 @@ class UpsampleWidget(Container):
         self.controls = RunControls("Run", self.run)
         self.window = ComboBox(label="window", choices=list(WINDOWS), value="lung")
         self.compare = CheckBox(text="side by side (input | result)", value=False)
+        self.carry.native.setMaximumHeight(80)  # a few names; it scrolls beyond
         super().__init__(
             widgets=[
                 self.image,
                 self.carry,
-                self.settings,
-                self.controls,
+                *self.settings.widgets,
+                *self.controls.widgets,
                 self.window,
                 self.compare,
             ]
