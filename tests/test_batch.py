@@ -37,8 +37,8 @@ from cli_helpers import (
     write_scan,
 )
 
-from thinct.batch import plan_jobs
-from thinct.errors import UsageError
+from thinct.batch import Job, attempt, plan_jobs
+from thinct.errors import Cancelled, InputError, UsageError
 
 THIN_SIZE = (28, 24, 40)  # ct_array's 8 slices of 5 mm upsampled to 1 mm (edges)
 
@@ -420,3 +420,25 @@ def test_nhdr_inputs_get_nrrd_outputs(tmp_path: Path, name: str):
 
     assert [job.target for job in folder_plan.jobs] == [tmp_path / "out" / "sub" / f"{stem}.nrrd"]
     assert [job.target for job in single_plan.jobs] == [existing / f"{stem}.nrrd"]
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "message"),
+    [
+        (None, "done", ""),
+        (Cancelled("cancelled"), "cancelled", "nothing written"),
+        (InputError("scan.nii.gz: truncated"), "failed", "scan.nii.gz: truncated"),
+        (MemoryError("the 9 x 9 x 9 thin volume needs 1 GiB"), "failed", "out of memory"),
+    ],
+)
+def test_attempt_tells_a_cancelled_job_from_a_failed_one(raised, status, message, tmp_path):
+    """A Cancel button (the napari batch panel) stops a job without it counting as failed."""
+    job = Job(tmp_path / "scan.nii.gz", tmp_path / "out" / "scan.nii.gz")
+
+    def process(_job: Job) -> None:
+        if raised is not None:
+            raise raised
+
+    outcome = attempt(job, process)
+    assert outcome.status == status
+    assert message in outcome.message

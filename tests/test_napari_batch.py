@@ -119,6 +119,7 @@ def test_cancel_stops_the_batch_without_partial_outputs(panel, scans, tmp_path, 
         ("thick", None, "choose an output folder"),
         ("empty", "out", "no scans in this folder"),
         ("thick", "thick", "is the input folder"),
+        ("thick", "thin.nii.gz", "is a file name; choose an output folder"),
     ],
 )
 def test_bad_folders_are_one_line_errors_before_anything_runs(
@@ -133,4 +134,16 @@ def test_bad_folders_are_one_line_errors_before_anything_runs(
     assert not panel.controls.running
     status = panel.controls.status.value
     assert status.startswith("error: ") and message in status and "\n" not in status
-    assert not (tmp_path / "out").exists()  # an output folder made for nothing is removed
+    assert not (tmp_path / "out").exists() and not (tmp_path / "thin.nii.gz").exists()
+
+
+def test_a_model_that_cannot_load_leaves_nothing_behind(panel, scans, tmp_path, qtbot):
+    output = tmp_path / "thin"
+    panel.input_folder.value = scans
+    panel.output_folder.value = output
+    panel.settings.choose(str(tmp_path / "no-such-model"))
+    run_and_wait(panel, qtbot)
+    status = panel.controls.status.value
+    assert status.startswith("error: ") and "no-such-model" in status and "\n" not in status
+    assert set(rows(panel).values()) == {"not run"}
+    assert not output.exists()

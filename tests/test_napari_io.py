@@ -3,6 +3,10 @@ reading and saving (no Qt: napari's ViewerModel opens files and samples without 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -16,7 +20,7 @@ from thinct import ThinctError, Volume, read_volume, write_volume
 from thinct_napari._reader import get_reader, read_layers
 from thinct_napari._sample_data import EXAMPLE_SCAN
 from thinct_napari._writer import write_image
-from thinct_napari.geometry import layer_transform
+from thinct_napari.geometry import image_from_layer, layer_transform
 from thinct_napari.windows import WINDOWS
 
 PACKAGE = ROOT / "src" / "thinct_napari"
@@ -39,6 +43,20 @@ def test_manifest_is_valid_and_installed():
     assert manifest.name == "thinct"
     packaged = PluginManifest.from_file(PACKAGE / "napari.yaml")
     assert manifest.contributions == packaged.contributions
+
+
+def test_npe2_validate_accepts_the_installed_plugin():
+    """napari's own command-line check, as a plugin author (and napari-hub) runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "thinct", "--imports"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Manifest for 'thinct' valid" in result.stdout
 
 
 def test_top_level_manifest_is_the_packaged_one():
@@ -150,6 +168,7 @@ def test_unreadable_file_is_a_one_line_error(tmp_path):
         ),
         (np.zeros((3, 4, 5, 3)), {"rgb": True}, "RGB"),
         (np.full((3, 4, 5), np.nan), {"scale": (1, 1, 1), "translate": (0, 0, 0)}, "NaN"),
+        (np.zeros((3, 4, 5), complex), {"scale": (1, 1, 1), "translate": (0, 0, 0)}, "complex"),
     ],
 )
 def test_unwritable_layer_is_a_one_line_error(tmp_path, data, transform, says):
@@ -158,3 +177,16 @@ def test_unwritable_layer_is_a_one_line_error(tmp_path, data, transform, says):
         write_image(str(target), data, transform)
     assert_clean_error(error, target)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("dtype", "pixel_type"),
+    [(bool, sitk.sitkUInt8), (np.float16, sitk.sitkFloat32), (np.uint16, sitk.sitkUInt16)],
+)
+def test_masks_and_half_floats_become_types_simpleitk_takes(tmp_path, dtype, pixel_type):
+    data = (hu_array((3, 4, 5)) > 0).astype(dtype)
+    placement = {"scale": (2.0, 1.0, 1.0), "translate": (5.0, 0.0, 0.0)}
+    image = image_from_layer(data, placement)
+    assert image.GetPixelID() == pixel_type
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(image), data.astype(np.float64))
+    assert image.GetSpacing() == (1.0, 1.0, 2.0) and image.GetOrigin() == (0.0, 0.0, 5.0)

@@ -105,6 +105,7 @@ def test_centers_and_a_factor_put_the_ends_on_the_thick_centres(viewer, widget, 
 
 
 def test_cancel_stops_the_run_and_adds_nothing(viewer, widget, qtbot):
+    widget.settings.device.value = "cpu"  # a GPU could finish before Cancel is pressed
     widget.settings.tile.value = 32  # many small forward passes: time to press Cancel
     widget.controls.run_button.native.click()
     qtbot.waitUntil(lambda: widget.controls.progress.value > 0, timeout=RUN_TIMEOUT_MS)
@@ -123,10 +124,11 @@ def test_labels_on_the_grid_are_carried_by_nearest_neighbour(viewer, widget, qtb
     lungs = (np.asarray(source.data) < -400).astype(np.uint8) * 2
     placement = layer_transform(thick_image())
     labels = viewer.add_labels(lungs, name="lungs", **placement)
-    elsewhere = viewer.add_labels(lungs[:8], name="half", **placement)  # another grid
+    viewer.add_labels(lungs[:8], name="half", **placement)  # another shape
+    moved = dict(placement, translate=np.add(placement["translate"], [0, 0, 0.01]))
+    viewer.add_labels(lungs, name="moved", **moved)  # same shape, 10 micrometres aside
     widget.image.value = source
     assert widget.carry.choices == (labels,)  # only labels on the image's own grid
-    assert elsewhere not in widget.carry.choices
     widget.carry.value = [labels]
     widget.settings.choose("method:bspline")
     run_and_wait(widget, qtbot)
@@ -192,6 +194,39 @@ def test_compare_before_a_run_is_refused(viewer, widget):
     widget.compare.value = True
     assert not widget.compare.value and not viewer.canvas.grid.enabled
     assert widget.controls.status.value.startswith("error: run on this image first")
+
+
+def test_compare_after_a_carried_label_layer_was_removed_is_refused(viewer, widget, qtbot):
+    source = viewer.layers[0]
+    mask = (np.asarray(source.data) > 200).astype(np.uint8)
+    labels = viewer.add_labels(mask, name="bone", **layer_transform(thick_image()))
+    widget.image.value = source
+    widget.carry.value = [labels]
+    widget.settings.choose("method:nearest")
+    run_and_wait(widget, qtbot)
+    viewer.layers.remove(labels)
+    widget.compare.value = True
+    assert not widget.compare.value and not viewer.canvas.grid.enabled
+    assert widget.controls.status.value.startswith("error: run on this image first")
+
+
+def test_layers_of_other_types_are_converted_or_refused_in_one_line(viewer, widget, qtbot):
+    source = viewer.layers[0]
+    half = viewer.add_image(
+        np.asarray(source.data, dtype=np.float16),
+        name="half floats",
+        **layer_transform(thick_image()),
+    )
+    widget.image.value = half
+    widget.settings.choose("method:linear")
+    run_and_wait(widget, qtbot)
+    assert viewer.layers[-1].data.shape == (80, 192, 192)
+
+    flat = viewer.add_image(np.zeros((192, 192), np.int16), name="flat")
+    widget.image.value = flat
+    widget.controls.run_button.native.click()
+    assert not widget.controls.running
+    assert widget.controls.status.value == "error: a 2D layer; thinct works on 3D volumes"
 
 
 def test_a_hub_model_that_is_not_there_is_a_one_line_error(

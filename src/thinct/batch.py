@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from thinct.errors import ThinctError, UsageError
+from thinct.errors import Cancelled, ThinctError, UsageError
 from thinct.io import STAGING_SUFFIX, volume_suffix
 from thinct.io.dicom import is_dicom_folder
 from thinct.reporting import out_of_memory
@@ -42,12 +42,12 @@ class Plan:
 @dataclass(frozen=True)
 class Outcome:
     job: Job
-    status: str  # "done", "skipped" or "failed"
+    status: str  # "done", "skipped", "failed" or "cancelled" (a Cancel button stopped it)
     message: str = ""
     warnings: tuple[str, ...] = ()  # from a worker process, for the main one to report
 
 
-def _is_scan(path: Path) -> bool:
+def is_scan(path: Path) -> bool:
     """A volume file or a DICOM series folder: what a batch processes, whatever else is there."""
     if path.is_file():
         return volume_suffix(path) is not None
@@ -71,12 +71,12 @@ def _scans_in_folder(folder: Path, output: Path) -> Iterable[tuple[Path, Path]]:
             for name in dirs
             if not name.endswith(STAGING_SUFFIX) and not _inside(here / name, output)
         )
-        if here != folder and _is_scan(here):
+        if here != folder and is_scan(here):
             dirs[:] = []
             yield here, here.relative_to(folder)
             continue
         for name in sorted(files):
-            if _is_scan(here / name):
+            if is_scan(here / name):
                 yield here / name, (here / name).relative_to(folder)
 
 
@@ -89,7 +89,7 @@ def _glob_scans(pattern: str, output: Path) -> list[Path]:
     files of detached headers) and plain folders are left out, and so is the output folder,
     which a pattern like 'scans/*' matches when it lies inside scans/."""
     matches = (Path(match) for match in sorted(glob.glob(pattern)))
-    return [match for match in matches if _is_scan(match) and not _inside(match, output)]
+    return [match for match in matches if is_scan(match) and not _inside(match, output)]
 
 
 def plan_jobs(inputs: Sequence[str], output: Path) -> Plan:
@@ -165,6 +165,8 @@ def attempt(job: Job, process: Callable[[Job], None]) -> Outcome:
     """
     try:
         process(job)
+    except Cancelled:
+        return Outcome(job, "cancelled", "nothing written")
     except ThinctError as error:
         return failure(job, str(error))
     except MemoryError as error:

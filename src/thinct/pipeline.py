@@ -1,6 +1,6 @@
 """The jobs behind the CLI commands, file in and file out: read, process, write atomically.
 
-Shared by `thinct upsample`, `thinct simulate` and (later) the napari batch panel, so every
+Shared by `thinct upsample`, `thinct simulate` and the napari plugin's batch panel, so every
 front end gets the same checks: the output never replaces the input, intensities that are not
 HU raise a `ThinctWarning`, and nothing is written unless processing succeeded.
 """

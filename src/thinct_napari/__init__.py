@@ -1,3 +1,4 @@
 """napari plugin for thinct (npe2 manifest: napari.yaml): a reader and a writer that keep each
-scan at its physical position, and the example scan as sample data. The super-resolution
-widget and the batch panel come with the rest of the plugin issue."""
+scan at its physical position, the example scan as sample data, the Thin slices panel (a
+loaded scan and its labels through thinct's engine) and the Batch thin slices panel (a
+folder of scans, as ``thinct upsample`` converts it)."""

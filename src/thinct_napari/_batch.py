@@ -17,7 +17,8 @@ from typing import Any
 from magicgui.widgets import Container, FileEdit, RadioButtons, Table
 
 from thinct.batch import Job, Outcome, attempt, plan_jobs, skipped
-from thinct.errors import OutputError, UsageError
+from thinct.errors import ThinctError, UsageError
+from thinct.io import volume_suffix
 from thinct.pipeline import upsample_file
 from thinct_napari._controls import Ended, Hooks, RunControls
 from thinct_napari._settings import EngineSettings, ModelCache, Settings
@@ -74,7 +75,7 @@ class BatchWidget(Container):
         try:
             settings = self.settings.snapshot()
             jobs = self._plan()
-        except (UsageError, OutputError) as error:
+        except ThinctError as error:
             self.controls.fail(str(error))
             return
         overwrite = self.existing.value == "overwrite"
@@ -89,25 +90,19 @@ class BatchWidget(Container):
         )
 
     def _plan(self) -> list[Job]:
+        """The jobs of ``thinct upsample INPUT OUTPUT``; a DICOM series given as the input
+        folder is written into the output folder under its own name, like any other scan."""
         source, target = Path(self.input_folder.value), Path(self.output_folder.value)
         if str(self.input_folder.value) in {"", "."} or not source.is_dir():
             raise UsageError("choose an input folder of thick scans")
         if str(self.output_folder.value) in {"", "."}:
             raise UsageError("choose an output folder")
-        created = not target.exists()
-        try:
-            # An output folder that does not exist yet is made, so a DICOM series given as
-            # the input folder is written into it under its own name, like the other scans.
-            target.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OutputError(f"cannot make the output folder {target}: {error.strerror}") from None
-        try:
-            plan = plan_jobs([str(source)], target)
-        except UsageError:
-            if created:
-                target.rmdir()
-            raise
-        return plan.jobs
+        if volume_suffix(target) is not None and not target.is_dir():
+            raise UsageError(f"{target} is a file name; choose an output folder")
+        plan = plan_jobs([str(source)], target)
+        if plan.batch:
+            return plan.jobs
+        return [Job(job.source, target / job.source.name) for job in plan.jobs]
 
     def _convert(
         self, jobs: list[Job], settings: Settings, overwrite: bool, hooks: Hooks
@@ -137,8 +132,6 @@ class BatchWidget(Container):
                 )
 
             outcome = skipped(job, overwrite) or attempt(job, process)
-            if outcome.status == "failed" and hooks.cancelled():
-                outcome = Outcome(job, "cancelled", "nothing written")
             outcomes.append(outcome)
             hooks.post(_Finished(row, outcome))
         return outcomes
@@ -157,18 +150,16 @@ class BatchWidget(Container):
             self.table.native.resizeColumnToContents(0)
 
     def _ended(self, ended: Ended) -> None:
+        for row in range(len(self._outcomes), len(self._jobs)):
+            self.table.data[row, 1] = "not run"
         if ended.error is not None:
             return  # the model could not load: the status line says why
         counts = {status: 0 for status in ("done", "skipped", "failed", "cancelled")}
         for outcome in self._outcomes:
             counts[outcome.status] += 1
-        not_run = len(self._jobs) - len(self._outcomes)
-        for row in range(len(self._outcomes), len(self._jobs)):
-            self.table.data[row, 1] = "not run"
+        counts["not run"] = len(self._jobs) - len(self._outcomes)
         summary = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
-        if not_run:
-            summary += f", {not_run} not run"
-        self.controls.report(f"{summary or 'nothing to do'} -> {self.output_folder.value}")
+        self.controls.report(f"{summary} -> {self.output_folder.value}")
 
     def _show_rows(self, rows: list[tuple[str, str, str]]) -> None:
         self.table.value = {
@@ -180,5 +171,8 @@ class BatchWidget(Container):
 
 
 def _relative(path: Path, folder: Path) -> str:
-    """A scan or output as the table shows it: its path inside the chosen folder."""
-    return path.relative_to(folder).as_posix() if path.is_relative_to(folder) else str(path)
+    """A scan or output as the table shows it: its path inside the chosen folder (its name,
+    for a DICOM series chosen as the input folder itself)."""
+    if path == folder or not path.is_relative_to(folder):
+        return path.name
+    return path.relative_to(folder).as_posix()

@@ -25,10 +25,6 @@ class SideBySide:
         self.viewer = viewer
         self._hidden: list[Layer] = []
 
-    @property
-    def on(self) -> bool:
-        return self.viewer.canvas.grid.enabled
-
     def start(self, left: Sequence[Layer], right: Sequence[Layer]) -> None:
         """Show ``left`` (the input and its labels) beside ``right`` (its thin versions)."""
         if len(left) != len(right):

@@ -3,9 +3,9 @@
 A job runs in a napari `thread_worker` so the viewer stays responsive. It gets `Hooks`:
 ``progress(fraction)`` and ``post(anything)`` may be called from the worker thread (Qt
 signals carry them to the progress bar and the panel on the main thread), and
-``cancelled()`` becomes True when Cancel is pressed (or the run is cancelled from napari's
-activity panel); thinct's engine polls it between steps and stops with
-`thinct.errors.Cancelled`.
+``cancelled()`` becomes True when Cancel is pressed (or napari stops the worker as its
+window closes); thinct's engine polls it between steps and stops with
+`thinct.errors.Cancelled`. Loading a model is not interrupted: Cancel takes effect after it.
 
 A `thinct.ThinctError` (a user's mistake, a file that cannot be read) ends the run with
 its one-line message in the status line and a napari notification, not a traceback.
@@ -109,7 +109,7 @@ class RunControls:
             raise RuntimeError("a run is in progress")  # the disabled Run button prevents it
 
         def cancelled() -> bool:
-            # The worker's own flag, which Cancel and napari's activity panel both set.
+            # The worker's own flag: Cancel sets it, and so does napari when its window closes.
             return worker.abort_requested
 
         relay = _Relay()
@@ -156,7 +156,7 @@ class RunControls:
         self.cancel_button.enabled = False
         if cancelled:
             # Cancel wins even when the job finished before it looked: nothing is added.
-            ended = Ended(value=outcome[0].value if outcome else None, cancelled=True)
+            ended = Ended(cancelled=True)
             self.report("cancelled")
             show_info("thinct: run cancelled")
         elif not outcome:  # an exception that is a bug: napari shows it with its traceback

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from thinct.batch import is_scan
 from thinct.io import read_volume, volume_suffix
-from thinct.io.dicom import is_dicom_folder
 from thinct.volume import Volume
 from thinct_napari.geometry import layer_transform
 from thinct_napari.windows import WINDOWS
@@ -21,7 +21,7 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
     """`read_layers` when every path is a volume file or DICOM series folder thinct reads,
     else None, so that napari offers the path to its other readers instead."""
     paths = _as_list(path)
-    if paths and all(_handles(Path(p)) for p in paths):
+    if paths and all(is_scan(Path(p)) for p in paths):
         return read_layers
     return None
 
@@ -42,12 +42,6 @@ def volume_layer(volume: Volume, name: str) -> LayerData:
         "contrast_limits": WINDOWS["lung"].contrast_limits,
     }
     return (volume.array, meta, "image")
-
-
-def _handles(path: Path) -> bool:
-    if path.is_dir():
-        return is_dicom_folder(path)
-    return volume_suffix(path) is not None
 
 
 def _layer_name(path: Path) -> str:

@@ -188,4 +188,8 @@ class EngineSettings:
             device=self.device.value,
             precision=self.precision.value,
         )
+        if spec is not None:
+            from thinct.inference import check_options
+
+            check_options(options)  # an unavailable device fails now, not in the thread
         return Settings(spec, method, spacing, factor, self.align.value, options)

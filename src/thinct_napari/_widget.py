@@ -12,21 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import SimpleITK as sitk
 from magicgui.widgets import CheckBox, ComboBox, Container, Select
+from napari.utils.notifications import show_warning
 
-from thinct.errors import GeometryError, UsageError
-from thinct.geometry import Grid
+from thinct.errors import GeometryError, ThinctError, UsageError
+from thinct.geometry import Grid, grid_difference
 from thinct.interpolate import resample_labels
+from thinct.io import check_volume, hounsfield_warning
 from thinct.pipeline import upsample_volume
 from thinct.volume import Volume
 from thinct_napari._compare import SideBySide
 from thinct_napari._controls import Ended, Hooks, RunControls
 from thinct_napari._settings import EngineSettings, ModelCache, Settings
 from thinct_napari.geometry import (
-    data_to_world,
     image_from_layer,
+    image_geometry,
     layer_attributes,
     layer_transform,
 )
@@ -122,7 +123,7 @@ class UpsampleWidget(Container):
         """Start a run on the chosen image (the Run button)."""
         try:
             request = self._request()
-        except (UsageError, GeometryError) as error:
+        except ThinctError as error:
             self.controls.fail(str(error))
             return
         settings = request.settings
@@ -138,7 +139,12 @@ class UpsampleWidget(Container):
         if source is None:
             raise UsageError("open a CT volume first (File > Open, or the thinct sample)")
         settings = self.settings.snapshot()
-        volume = Volume(image_from_layer(source.data, layer_attributes(source)))
+        image = image_from_layer(source.data, layer_attributes(source))
+        check_volume(image, f"layer {source.name!r}")
+        message = hounsfield_warning(image)
+        if message:  # as the command line warns, and goes on
+            show_warning(f"thinct: layer {source.name!r}: {message}")
+        volume = Volume(image)
         labels = [
             (layer, image_from_layer(layer.data, layer_attributes(layer)))
             for layer in self.carry.value
@@ -184,7 +190,8 @@ class UpsampleWidget(Container):
                     sitk.GetArrayFromImage(image), name=f"{labels.name} {suffix}", **placement
                 )
             )
-        self._results[id(source)] = (source, [label for label, _ in result.labels], layers)
+        if source in self.viewer.layers:  # not removed while the run went on
+            self._results[id(source)] = (source, [label for label, _ in result.labels], layers)
         spacing = result.thin.image.GetSpacing()[2]
         self.controls.report(
             f"added {layers[0].name}: {result.thin.image.GetSize()[2]} slices, {spacing:g} mm"
@@ -208,7 +215,9 @@ class UpsampleWidget(Container):
             return
         source = self.image.value
         entry = self._results.get(id(source)) if source is not None else None
-        if entry is None or any(layer not in self.viewer.layers for layer in entry[2]):
+        if entry is None or any(
+            layer not in self.viewer.layers for layer in [*entry[1], *entry[2]]
+        ):
             self.controls.fail("run on this image first: side by side shows input and result")
             self.compare.value = False
             return
@@ -217,13 +226,20 @@ class UpsampleWidget(Container):
 
 
 def _same_placement(first: Any, second: Any) -> bool:
-    """Same array shape and the same data-to-world mapping: the layers share one voxel grid
-    (to 1 micrometre, as `thinct.geometry.grid_difference` judges grids)."""
+    """The layers share one voxel grid: the same shape, and the same place in the world as
+    `thinct.geometry.grid_difference` judges grids."""
     if first.data.shape != second.data.shape:
         return False
-    return np.allclose(
-        data_to_world(layer_attributes(first)), data_to_world(layer_attributes(second)), atol=1e-3
-    )
+    try:
+        grids = [_grid(layer) for layer in (first, second)]
+    except GeometryError:  # a sheared layer is on no grid a volume can have
+        return False
+    return grid_difference(*grids) is None
+
+
+def _grid(layer: Any) -> Grid:
+    spacing, origin, direction = image_geometry(layer_attributes(layer))
+    return Grid(tuple(layer.data.shape[::-1]), spacing, origin, direction)
 
 
 def _provenance(settings: Settings) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thinct.errors import GeometryError
+from thinct.errors import ThinctError
 from thinct.io import write_volume
 from thinct.volume import Volume
 from thinct_napari.geometry import image_from_layer
@@ -21,7 +21,7 @@ def write_image(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     """
     try:
         image = image_from_layer(data, attributes)
-    except GeometryError as error:
-        raise GeometryError(f"cannot write {path}: {error}") from None
+    except ThinctError as error:
+        raise type(error)(f"cannot write {path}: {error}") from None
     write_volume(Volume(image=image), path, overwrite=True)
     return [path]

@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from napari.layers import Layer
 from napari.utils.transforms import Affine
 
-from thinct.errors import GeometryError
+from thinct.errors import GeometryError, InputError
 
 # Reverses the axis order: ITK's (x, y, z) <-> napari's (z, y, x).
 _REVERSE = np.eye(3)[::-1]
@@ -99,8 +99,8 @@ def image_from_layer(data: Any, attributes: Mapping[str, Any]) -> sitk.Image:
     (its transform keywords; ``multiscale`` takes the full-resolution level, ``rgb`` is
     refused: colour is not a CT volume)."""
     if attributes.get("rgb"):
-        raise GeometryError("an RGB layer is not a CT volume")
-    array = np.asarray(data[0] if attributes.get("multiscale") else data)
+        raise InputError("an RGB layer is not a CT volume")
+    array = _pixels(np.asarray(data[0] if attributes.get("multiscale") else data))
     _check_3d(array.ndim)
     spacing, origin, direction = image_geometry(attributes)
     image = sitk.GetImageFromArray(array)
@@ -122,6 +122,18 @@ def layer_attributes(layer: Layer) -> dict[str, Any]:
         "multiscale": layer.multiscale,
         "rgb": getattr(layer, "rgb", False),
     }
+
+
+def _pixels(array: np.ndarray) -> np.ndarray:
+    """The layer's voxels in a type SimpleITK takes: masks (bool) as 0/1 bytes, half floats as
+    float32; anything that is not real numbers (complex, strings, objects) is refused."""
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8)
+    if array.dtype == np.float16:
+        return array.astype(np.float32)
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"a layer of {array.dtype} values is not a volume of intensities")
+    return array
 
 
 def _affine_matrix(transform: Mapping[str, Any]) -> np.ndarray:

@@ -68,8 +68,11 @@ def _check_layout(dimension: int, components: int, path: Path) -> None:
         )
 
 
-def check_volume(image: sitk.Image, path: Path) -> None:
-    """Refuse volumes thinct cannot process: wrong dimension, channels, one slice, NaN/inf."""
+def check_volume(image: sitk.Image, path: Path | str) -> None:
+    """Refuse volumes thinct cannot process: wrong dimension, channels, one slice, NaN/inf.
+
+    ``path`` names the volume in messages (a file, or a napari layer).
+    """
     _check_layout(image.GetDimension(), image.GetNumberOfComponentsPerPixel(), path)
     if min(image.GetSize()) < 2:
         raise InputError(
