@@ -67,8 +67,10 @@ class BatchWidget(Container):
             ]
         )
         self._models = ModelCache()
+        # The current (or last) run: its jobs, their outcomes so far and its output folder.
         self._jobs: list[Job] = []
         self._outcomes: list[Outcome] = []
+        self._output = Path()
 
     def run(self) -> None:
         """Plan the jobs (a bad folder is a one-line error at once), then run them."""
@@ -80,6 +82,7 @@ class BatchWidget(Container):
             return
         overwrite = self.existing.value == "overwrite"
         self._jobs, self._outcomes = jobs, []
+        self._output = Path(self.output_folder.value)
         source = Path(self.input_folder.value)
         self._show_rows([(_relative(job.source, source), "queued", "") for job in jobs])
         self.controls.start(
@@ -104,13 +107,11 @@ class BatchWidget(Container):
             return plan.jobs
         return [Job(job.source, target / job.source.name) for job in plan.jobs]
 
-    def _convert(
-        self, jobs: list[Job], settings: Settings, overwrite: bool, hooks: Hooks
-    ) -> list[Outcome]:
-        """The background part: every scan in turn, the model loaded once."""
+    def _convert(self, jobs: list[Job], settings: Settings, overwrite: bool, hooks: Hooks) -> None:
+        """The background part: every scan in turn, the model loaded once; each outcome is
+        posted to the table as it comes."""
         model = self._models.get(settings)
         model_name = settings.made_by if model is not None else None
-        outcomes = []
         for row, job in enumerate(jobs):
             if hooks.cancelled():
                 break
@@ -132,9 +133,7 @@ class BatchWidget(Container):
                 )
 
             outcome = skipped(job, overwrite) or attempt(job, process)
-            outcomes.append(outcome)
             hooks.post(_Finished(row, outcome))
-        return outcomes
 
     def _posted(self, message: Any) -> None:
         if isinstance(message, _Started):
@@ -145,7 +144,7 @@ class BatchWidget(Container):
             self._outcomes.append(message.outcome)
             self.table.data[message.row, 1] = message.outcome.status
             outcome = message.outcome
-            target = _relative(outcome.job.target, Path(self.output_folder.value))
+            target = _relative(outcome.job.target, self._output)
             self.table.data[message.row, 2] = outcome.message or target
             self.table.native.resizeColumnToContents(0)
 
@@ -159,7 +158,7 @@ class BatchWidget(Container):
             counts[outcome.status] += 1
         counts["not run"] = len(self._jobs) - len(self._outcomes)
         summary = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
-        self.controls.report(f"{summary} -> {self.output_folder.value}")
+        self.controls.report(f"{summary} -> {self._output}")
 
     def _show_rows(self, rows: list[tuple[str, str, str]]) -> None:
         self.table.value = {
