@@ -410,10 +410,9 @@ def test_torchrun_processes_split_a_folder_and_a_failure_waits_for_the_others(tm
     failed = "0 written, 0 skipped, 1 failed (outputs in thin, shard 1/2, torchrun rank 0)"
     written = "3 written, 0 skipped, 0 failed (outputs in thin, shard 2/2, torchrun rank 1)"
     assert failed in lines and written in lines
-    # Rank 0 waits when it fails first, which is the usual order; on a loaded machine rank 1
-    # can finish before rank 0 has started, and then there is nothing to wait for.
-    if lines.index(failed) < lines.index(written):
-        assert "waiting for the other torchrun processes to finish before exiting" in lines
+    # Whether rank 0 had to wait depends on which rank reached torchrun's store first, which
+    # the order of their lines on stderr does not tell (a CI run saw rank 0's summary first
+    # and no wait). What the wait protects is asserted: rank 1 wrote all of its share.
     assert _outputs(tmp_path / "thin") == set(good)
     assert staging_left(tmp_path) == []
 
