@@ -30,7 +30,6 @@ from thinct.models import (
     create_model,
     load_model,
     save_model,
-    weights_sha256,
 )
 
 SHIPPED = WEIGHTS_PACKAGE / "cthnet-small"
@@ -77,8 +76,8 @@ def test_load_pinned_commit_offline(hub_cache):
 def test_weights_sha256_of_a_hub_model_is_its_cards(hub_cache):
     """Provenance (nnU-Net conversions) records the weights' sha256 for Hub models too."""
     fill_cache(hub_cache, "lab/thin", model_files(SHIPPED), COMMIT)
-    expected = weights_sha256("cthnet-small")
-    assert expected is not None and weights_sha256(f"hf://lab/thin@{COMMIT}") == expected
+    expected = load_model("cthnet-small").weights_sha256
+    assert expected is not None and load_model(f"hf://lab/thin@{COMMIT}").weights_sha256 == expected
 
 
 def test_load_branch_default_and_subfolder_offline(hub_cache):

@@ -38,6 +38,13 @@ def scans(tmp_path):
     return folder
 
 
+def choose_folders(panel, scans, output):
+    """Fill in the folders as a user would; returns the output folder."""
+    panel.input_folder.value = scans
+    panel.output_folder.value = output
+    return output
+
+
 def run_and_wait(panel, qtbot) -> None:
     panel.controls.run_button.native.click()
     qtbot.waitUntil(lambda: not panel.controls.running, timeout=RUN_TIMEOUT_MS)
@@ -49,9 +56,7 @@ def rows(panel) -> dict[str, str]:
 
 
 def test_batch_writes_what_the_cli_writes_and_reports_each_scan(panel, scans, tmp_path, qtbot):
-    output = tmp_path / "thin"
-    panel.input_folder.value = scans
-    panel.output_folder.value = output
+    output = choose_folders(panel, scans, tmp_path / "thin")
     panel.settings.choose("method:linear")
     run_and_wait(panel, qtbot)
 
@@ -78,9 +83,7 @@ def test_batch_writes_what_the_cli_writes_and_reports_each_scan(panel, scans, tm
 
 
 def test_existing_outputs_are_skipped_or_overwritten(panel, scans, tmp_path, qtbot):
-    output = tmp_path / "thin"
-    panel.input_folder.value = scans
-    panel.output_folder.value = output
+    output = choose_folders(panel, scans, tmp_path / "thin")
     panel.settings.choose("method:nearest")
     run_and_wait(panel, qtbot)
     first = (output / "a.nii.gz").stat().st_mtime_ns
@@ -96,9 +99,7 @@ def test_existing_outputs_are_skipped_or_overwritten(panel, scans, tmp_path, qtb
 
 
 def test_cancel_stops_the_batch_without_partial_outputs(panel, scans, tmp_path, qtbot):
-    output = tmp_path / "thin"
-    panel.input_folder.value = scans
-    panel.output_folder.value = output
+    output = choose_folders(panel, scans, tmp_path / "thin")
     panel.settings.tile.value = 64  # the shipped model in small tiles: time to press Cancel
     panel.controls.run_button.native.click()
     qtbot.waitUntil(lambda: panel.controls.progress.value > 0, timeout=RUN_TIMEOUT_MS)
@@ -138,9 +139,7 @@ def test_bad_folders_are_one_line_errors_before_anything_runs(
 
 
 def test_a_model_that_cannot_load_leaves_nothing_behind(panel, scans, tmp_path, qtbot):
-    output = tmp_path / "thin"
-    panel.input_folder.value = scans
-    panel.output_folder.value = output
+    output = choose_folders(panel, scans, tmp_path / "thin")
     panel.settings.choose(str(tmp_path / "no-such-model"))
     run_and_wait(panel, qtbot)
     status = panel.controls.status.value

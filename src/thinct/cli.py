@@ -24,17 +24,21 @@ from thinct.cli_hub import models, push
 from thinct.cli_nnunet import app as nnunet_app
 from thinct.cli_options import (
     Align,
+    AlignOption,
     BatchSize,
     Device,
     DeviceOption,
+    Factor,
     Method,
     Overwrite,
     Precision,
     PrecisionOption,
     Quiet,
+    Spacing,
     Tile,
     TileOverlap,
     ZOverlap,
+    engine_options,
     refuse_engine_options_with_method,
 )
 from thinct.errors import ThinctError, ThinctWarning, UsageError
@@ -293,26 +297,9 @@ def upsample(
             "official checkpoint file.",
         ),
     ] = None,
-    spacing: Annotated[
-        float | None,
-        typer.Option("--spacing", metavar="MM", help="Target slice spacing in mm (default 1.0)."),
-    ] = None,
-    factor: Annotated[
-        int | None,
-        typer.Option(
-            "--factor",
-            metavar="R",
-            help="Make R thin slices per thick slice (instead of --spacing).",
-        ),
-    ] = None,
-    align: Annotated[
-        Align,
-        typer.Option(
-            "--align",
-            help="edges: cover the whole extent of the thick slabs (n*r slices); "
-            "centers: first to last thick-slice centre ((n-1)*r+1 slices).",
-        ),
-    ] = Align.edges,
+    spacing: Spacing = None,
+    factor: Factor = None,
+    align: AlignOption = Align.edges,
     device: DeviceOption = Device.auto,
     precision: PrecisionOption = Precision.fp32,
     tile: Tile = InferenceOptions.tile,
@@ -331,14 +318,7 @@ def upsample(
 
     Example: thinct upsample thick.nii.gz thin.nii.gz --spacing 1.0
     """
-    options = InferenceOptions(
-        z_overlap=z_overlap,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        batch_size=batch_size,
-        device=device.value,
-        precision=precision.value,
-    )
+    options = engine_options(device, precision, tile, tile_overlap, z_overlap, batch_size)
     loaded: dict[str, Any] = {}  # the model and its name, once check_options loads them
     settings = dict(
         method=method.value if method is not None else "bspline",

@@ -16,17 +16,21 @@ import typer
 from thinct.batch import Outcome
 from thinct.cli_options import (
     Align,
+    AlignOption,
     BatchSize,
     Device,
     DeviceOption,
+    Factor,
     Method,
     Overwrite,
     Precision,
     PrecisionOption,
     Quiet,
+    Spacing,
     Tile,
     TileOverlap,
     ZOverlap,
+    engine_options,
     refuse_engine_options_with_method,
 )
 from thinct.errors import ThinctError
@@ -100,17 +104,9 @@ def convert(
             "(default: the shipped cthnet-small).",
         ),
     ] = None,
-    spacing: Annotated[
-        float | None,
-        typer.Option("--spacing", metavar="MM", help="Target slice spacing in mm (default 1.0)."),
-    ] = None,
-    factor: Annotated[
-        int | None,
-        typer.Option("--factor", metavar="R", help="R thin slices per thick slice."),
-    ] = None,
-    align: Annotated[
-        Align, typer.Option("--align", help="The thin grid's alignment, as for upsample.")
-    ] = Align.edges,
+    spacing: Spacing = None,
+    factor: Factor = None,
+    align: AlignOption = Align.edges,
     device: DeviceOption = Device.auto,
     precision: PrecisionOption = Precision.fp32,
     tile: Tile = InferenceOptions.tile,
@@ -129,14 +125,7 @@ def convert(
 
     Example: thinct nnunet convert Dataset501_LungCT Dataset502_LungCT1mm
     """
-    options = InferenceOptions(
-        z_overlap=z_overlap,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        batch_size=batch_size,
-        device=device.value,
-        precision=precision.value,
-    )
+    options = engine_options(device, precision, tile, tile_overlap, z_overlap, batch_size)
     target_options: dict[str, Any] = {
         "spacing": spacing,
         "factor": factor,
@@ -145,17 +134,16 @@ def convert(
     with Reporter(quiet=quiet) as reporter:
         try:
             check_target_options(spacing, factor)
+            model = None
             if method is not None:
                 refuse_engine_options_with_method(model_spec, options)
                 recipe = Recipe(method=method.value, **target_options)
             else:
-                recipe = model_recipe(model_spec, **target_options)
-            conversion = plan_conversion(source, target, recipe, overwrite)
-            model = None
-            if method is None:
                 from thinct.inference import load_checked_model  # torch, only for a model
 
                 model = load_checked_model(model_spec, options)
+                recipe = model_recipe(model_spec, model, **target_options)
+            conversion = plan_conversion(source, target, recipe, overwrite)
         except ThinctError as error:
             raise _fail(reporter, error) from None
         _convert(conversion, model, options, reporter)

@@ -28,6 +28,24 @@ Align = _choices("Align", ALIGNMENTS)
 Device = _choices("Device", DEVICES)
 Precision = _choices("Precision", PRECISIONS)
 
+Spacing = Annotated[
+    float | None,
+    typer.Option("--spacing", metavar="MM", help="Target slice spacing in mm (default 1.0)."),
+]
+Factor = Annotated[
+    int | None,
+    typer.Option(
+        "--factor", metavar="R", help="Make R thin slices per thick slice (instead of --spacing)."
+    ),
+]
+AlignOption = Annotated[
+    Align,
+    typer.Option(
+        "--align",
+        help="edges: cover the whole extent of the thick slabs (n*r slices); "
+        "centers: first to last thick-slice centre ((n-1)*r+1 slices).",
+    ),
+]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
 DeviceOption = Annotated[
@@ -51,6 +69,21 @@ BatchSize = Annotated[
 ]
 
 
+def engine_options(
+    device: Any, precision: Any, tile: int, tile_overlap: int, z_overlap: int, batch_size: int
+) -> InferenceOptions:
+    """The engine's options from the command line's (``device`` and ``precision`` as the
+    `Device` and `Precision` choices)."""
+    return InferenceOptions(
+        z_overlap=z_overlap,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+        device=device.value,
+        precision=precision.value,
+    )
+
+
 def refuse_engine_options_with_method(model_spec: str | None, options: InferenceOptions) -> None:
     """With ``--method`` nothing runs a model: a model or engine option given beside it would
     be silently ignored, so it is a usage error."""
@@ -65,16 +98,20 @@ def refuse_engine_options_with_method(model_spec: str | None, options: Inference
 
 __all__ = [
     "Align",
+    "AlignOption",
     "BatchSize",
     "Device",
     "DeviceOption",
+    "Factor",
     "Method",
     "Overwrite",
     "Precision",
     "PrecisionOption",
     "Quiet",
+    "Spacing",
     "Tile",
     "TileOverlap",
     "ZOverlap",
+    "engine_options",
     "refuse_engine_options_with_method",
 ]

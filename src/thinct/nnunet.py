@@ -363,14 +363,14 @@ class Recipe:
         return made_by | target | rest
 
 
-def model_recipe(spec: str | None, **target: Any) -> Recipe:
-    """A recipe for the model ``spec`` (None: the default model), with the weights' sha256
-    when the model's card records one (a model folder, a Hub model or a shipped model)."""
-    from thinct.models import DEFAULT_MODEL, weights_sha256
+def model_recipe(spec: str | None, model: nn.Module, **target: Any) -> Recipe:
+    """A recipe for ``model``, loaded from ``spec`` (None: the default model), with the sha256
+    of the very weights loaded when their card records one: a Hub branch that moves on
+    cannot make the provenance name other weights than those that ran."""
+    from thinct.models import DEFAULT_MODEL
 
     name = DEFAULT_MODEL if spec is None else spec
-    sha256 = weights_sha256(name)
-    return Recipe(model=name, weights_sha256=sha256, **target)
+    return Recipe(model=name, weights_sha256=model.weights_sha256, **target)
 
 
 @dataclass(frozen=True)

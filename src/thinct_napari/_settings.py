@@ -154,8 +154,7 @@ class EngineSettings:
     def choose(self, engine: str) -> None:
         """Select a model spec (a shipped name, a folder, ``hf://...``) or ``method:NAME``,
         as a user would by picking it or typing it into the matching field."""
-        values = {value for _, value in _engine_choices()}
-        if engine in values:
+        if engine in self.engine.choices:
             self.engine.value = engine
         elif engine.startswith("hf://"):
             self.engine.value, self.hub.value = HUB, engine

@@ -17,7 +17,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Select
 from napari.utils.notifications import show_warning
 
 from thinct.errors import GeometryError, ThinctError, UsageError
-from thinct.geometry import Grid, grid_difference
+from thinct.geometry import Grid, grid_difference, slice_axis
 from thinct.interpolate import resample_labels
 from thinct.io import check_volume, hounsfield_warning
 from thinct.pipeline import upsample_volume
@@ -192,10 +192,10 @@ class UpsampleWidget(Container):
             )
         if source in self.viewer.layers:  # not removed while the run went on
             self._results[id(source)] = (source, [label for label, _ in result.labels], layers)
-        spacing = result.thin.image.GetSpacing()[2]
-        self.controls.report(
-            f"added {layers[0].name}: {result.thin.image.GetSize()[2]} slices, {spacing:g} mm"
-        )
+        # The thin grid keeps the input's slice axis.
+        axis = slice_axis(request.volume.image.GetSpacing())
+        count, spacing = result.thin.image.GetSize()[axis], result.thin.image.GetSpacing()[axis]
+        self.controls.report(f"added {layers[0].name}: {count} slices, {spacing:g} mm")
 
     # --- display ---------------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from thinct.models.registry import (
 from thinct.models.storage import (
     is_model_folder,
     load_model_folder,
-    recorded_sha256,
     save_model,
 )
 from thinct.models.tvsrn import TVSRN
@@ -38,7 +37,8 @@ WEIGHTS_PACKAGE = Path(__file__).resolve().parent.parent / "weights"
 
 
 def load_model(spec: str | Path | None = None) -> nn.Module:
-    """A model in eval mode, with its ``.config``.
+    """A model in eval mode, with its ``.config`` and ``.weights_sha256`` (the sha256 its
+    model card records and loading checked; None for an official checkpoint).
 
     ``spec`` is ``None`` (the default model, `DEFAULT_MODEL`, whose weights ship inside the
     package), a registry name with shipped weights, a model folder (``config.json`` +
@@ -77,22 +77,6 @@ def load_model(spec: str | Path | None = None) -> nn.Module:
     )
 
 
-def weights_sha256(spec: str | Path | None) -> str | None:
-    """The sha256 of the weights behind a spec as its model card records it, for provenance
-    (a result traced to exact weights); ``None`` for an official checkpoint or a card that
-    records none."""
-    spec = DEFAULT_MODEL if spec is None else spec
-    folder = Path(spec)
-    if isinstance(spec, str) and spec.startswith("hf://"):
-        from thinct.hub import fetch_model, parse_hub_spec
-
-        folder = fetch_model(parse_hub_spec(spec))
-    elif not is_model_folder(folder) and str(spec) in {entry.name for entry in list_models()}:
-        weights = registry_entry(str(spec)).weights
-        folder = WEIGHTS_PACKAGE / weights if weights else folder
-    return recorded_sha256(folder) if is_model_folder(folder) else None
-
-
 def model_display_name(spec: str | Path | None) -> str:
     """How outputs and reports name the model that made them: a registered or Hub name in
     full, a folder by its name, a checkpoint file by its stem (the rest of a local path says
@@ -123,5 +107,4 @@ __all__ = [
     "model_display_name",
     "register_model",
     "save_model",
-    "weights_sha256",
 ]

@@ -54,6 +54,10 @@ class HybridEncoder3d(nn.Module):
 class CTHNet(nn.Module):
     """(B, 1, slices, H, W) thick slices in [0, 1] -> (B, 1, out_slots, H, W) thin slots."""
 
+    # The sha256 of the weights, as the model card of the folder they were loaded from records
+    # and loading checked (provenance); None for fresh weights or an official checkpoint.
+    weights_sha256: str | None = None
+
     def __init__(self, config: CTHNetConfig | None = None) -> None:
         super().__init__()
         config = config or CTHNetConfig()

@@ -137,7 +137,8 @@ def recorded_sha256(folder: Path) -> str | None:
 
 
 def load_model_folder(folder: str | Path) -> nn.Module:
-    """The model saved in a folder by `save_model`, in eval mode, its sha256 checked."""
+    """The model saved in a folder by `save_model`, in eval mode, its sha256 checked (and
+    kept as ``model.weights_sha256``)."""
     folder = Path(folder)
     config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     if not config_path.is_file():
@@ -174,4 +175,5 @@ def load_model_folder(folder: str | Path) -> nn.Module:
             f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected "
             f"tensors, e.g. {problems[0]})"
         )
+    model.weights_sha256 = expected
     return model.eval()
