@@ -261,6 +261,7 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
                 flip=crop.flip,
                 transpose=crop.transpose,
                 intensity=crop.intensity,
+                noise=crop.noise,
                 min_tissue=crop.min_tissue,
             ),
             seed=config.seed,

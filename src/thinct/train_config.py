@@ -25,7 +25,15 @@ SCHEDULES = ("cosine", "plateau")
 AMP_MODES = ("off", "bf16", "fp16")
 PROFILES = ("boxcar", "gaussian")  # thinct.simulate.PROFILES, without importing SimpleITK
 # Counts that must be at least 1 (the others may be 0), and the allowed range of numbers.
-_POSITIVE_INTS = ("steps", "batch_size", "tile", "validate_every", "checkpoint_every", "log_every")
+_POSITIVE_INTS = (
+    "steps",
+    "batch_size",
+    "tile",
+    "validate_every",
+    "checkpoint_every",
+    "log_every",
+    "phases",
+)
 _POSITIVE_FLOATS = ("spacing", "lr", "grad_clip")
 _FRACTIONS = ("flip", "transpose", "intensity", "min_tissue")
 
@@ -80,6 +88,7 @@ class DataSection:
     train: tuple[Source, ...] = ()
     validation: tuple[Source, ...] = ()
     degradations: tuple[Degradation, ...] = (Degradation(),)
+    phases: int = 1
 
     def resolve(self, source: Source) -> Path:
         return Path(self.root) / source.path
@@ -97,6 +106,7 @@ class CropSection:
     flip: float = 0.5
     transpose: float = 0.5
     intensity: float = 0.0
+    noise: float = 0.0
     min_tissue: float = 0.1
 
 

@@ -30,7 +30,10 @@ class CropOptions:
 
     ``flip`` is the probability of flipping each in-plane axis, ``transpose`` that of
     swapping them (both keep the slice alignment); ``intensity`` scales and shifts the HU of
-    input and target together by up to that fraction of the window (0 turns it off).
+    input and target together by up to that fraction of the window (0 turns it off);
+    ``noise`` adds Gaussian noise of a standard deviation drawn from 0 to that many HU to the
+    thick input only, so the model meets thick slices noisier than slab averages and learns
+    not to reproduce their noise.
     """
 
     slices: int = 8
@@ -39,6 +42,7 @@ class CropOptions:
     flip: float = 0.5
     transpose: float = 0.5
     intensity: float = 0.0
+    noise: float = 0.0
     min_tissue: float = 0.1
 
     @property
@@ -96,6 +100,9 @@ class CropSampler(IterableDataset):
             thick, thin = self._cut(pair, rng)
             if np.mean(thick > _TISSUE_HU) >= options.min_tissue:
                 break
+        if options.noise > 0:
+            sigma = rng.uniform(0, options.noise)
+            thick = thick + rng.normal(0, sigma, thick.shape).astype(np.float32)
         thick, thin = normalise(thick), normalise(thin)
         if options.intensity > 0:
             scale = 1 + rng.uniform(-options.intensity, options.intensity)

@@ -10,6 +10,7 @@ y of any scan the way the scanner degrades z, and real paired scans (`thinct.dat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +87,55 @@ def resample_axis(volume: Volume, axis: int, spacing: float) -> Volume:
     return volume.with_image(resampler.Execute(volume.image), slice_thickness=spacing)
 
 
+def simulated_pairs(
+    volume: Volume,
+    ratio: int = 5,
+    spacing: float = 1.0,
+    profiles: Sequence[tuple[str, float | None]] = (("boxcar", None),),
+    phases: int = 1,
+    axis: int | None = None,
+    name: str = "",
+) -> list[Pair]:
+    """A thin scan and its simulated thick versions, ``ratio * spacing`` mm slabs: one pair
+    per slab phase and slice profile, all sharing one thin stack (memory grows with the thick
+    stacks only).
+
+    The thin scan is first resampled to ``spacing`` along ``axis`` (default: the slice axis)
+    so that any thin collection trains a model for the same physical ratio; the thick slabs
+    then come from the core simulator, contiguous, each centred on a thin slice (which needs
+    an odd ratio: an even number of thin slices has no centre slice). Phase ``p`` starts the
+    first slab ``p`` thin slices in, so ``phases`` up to ``ratio`` varies which thin slices
+    form a slab. A ``(profile, fwhm)`` with a Gaussian ``fwhm`` other than the slab thickness
+    varies the profile's width around the slab (slice thickness jitter).
+    """
+    if ratio < 2 or ratio % 2 == 0:
+        raise UsageError(f"simulated pairs need an odd ratio of 3 or more, got {ratio}")
+    if not 1 <= phases <= ratio:
+        raise UsageError(f"phases must be from 1 to the ratio ({ratio}), got {phases}")
+    axis = slice_axis(volume.image.GetSpacing()) if axis is None else axis
+    if axis not in (0, 1, 2):
+        raise UsageError(f"the axis must be 0 (x), 1 (y) or 2 (z), got {axis}")
+    thin = resample_axis(volume, axis, spacing)
+    thin_stack = _slices_first(thin.image, axis)
+    pairs = []
+    for phase in range(phases):
+        part = _without_first_slices(thin, axis, phase)
+        for profile, fwhm in profiles:
+            thick = simulate_thick(part, ratio * spacing, profile=profile, fwhm=fwhm, axis=axis)
+            degradation = profile if fwhm is None else f"{profile} {fwhm:g} mm"
+            shifted = f", phase {phase}" if phases > 1 else ""
+            pairs.append(
+                Pair(
+                    thick=_slices_first(thick.image, axis),
+                    thin=thin_stack[phase:],
+                    ratio=ratio,
+                    offset=(ratio - 1) // 2,
+                    name=f"{name} ({'xyz'[axis]}, {degradation}{shifted})".strip(),
+                )
+            )
+    return pairs
+
+
 def simulated_pair(
     volume: Volume,
     ratio: int = 5,
@@ -95,28 +145,19 @@ def simulated_pair(
     axis: int | None = None,
     name: str = "",
 ) -> Pair:
-    """A thin scan and its simulated thick version, ``ratio * spacing`` mm slabs.
+    """One simulated pair (see `simulated_pairs`): the first slab phase, one profile."""
+    return simulated_pairs(volume, ratio, spacing, ((profile, fwhm),), 1, axis, name)[0]
 
-    The thin scan is first resampled to ``spacing`` along ``axis`` (default: the slice axis)
-    so that any thin collection trains a model for the same physical ratio; the thick slabs
-    then come from the core simulator, contiguous, each centred on a thin slice (which needs
-    an odd ratio: an even number of thin slices has no centre slice). ``fwhm`` varies a
-    Gaussian profile's width around the slab (slice thickness jitter).
-    """
-    if ratio < 2 or ratio % 2 == 0:
-        raise UsageError(f"simulated pairs need an odd ratio of 3 or more, got {ratio}")
-    axis = slice_axis(volume.image.GetSpacing()) if axis is None else axis
-    if axis not in (0, 1, 2):
-        raise UsageError(f"the axis must be 0 (x), 1 (y) or 2 (z), got {axis}")
-    thin = resample_axis(volume, axis, spacing)
-    thick = simulate_thick(thin, ratio * spacing, profile=profile, fwhm=fwhm, axis=axis)
-    degradation = profile if fwhm is None else f"{profile} {fwhm:g} mm"
-    return Pair(
-        thick=_slices_first(thick.image, axis),
-        thin=_slices_first(thin.image, axis),
-        ratio=ratio,
-        offset=(ratio - 1) // 2,
-        name=f"{name} ({'xyz'[axis]}, {degradation})".strip(),
+
+def _without_first_slices(volume: Volume, axis: int, count: int) -> Volume:
+    """The volume from its ``count``-th slice along ``axis`` on, with its geometry."""
+    if count == 0:
+        return volume
+    size = list(volume.image.GetSize())
+    index = [0, 0, 0]
+    index[axis], size[axis] = count, size[axis] - count
+    return volume.with_image(
+        sitk.RegionOfInterest(volume.image, size, index), volume.slice_thickness
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from thinct.data.cases import Case, simulated_case
-from thinct.data.pairs import Pair, simulated_pair, slice_range
+from thinct.data.pairs import Pair, simulated_pairs, slice_range
 from thinct.errors import UsageError
 from thinct.geometry import slice_axis
 from thinct.io import read_volume, volume_suffix
@@ -58,20 +58,20 @@ def training_pairs(data: DataSection, ratio: int) -> list[Pair]:
         for name, volume in _scans(data, source):
             slices = slice_axis(volume.image.GetSpacing())
             in_plane = [a for a in (0, 1, 2) if a != slices]
+            profiles = [(d.profile, d.fwhm) for d in data.degradations]
             for axis_name in source.axes:
                 axis = slices if axis_name == "z" else in_plane["xy".index(axis_name)]
-                for degradation in data.degradations:
-                    pairs.append(
-                        simulated_pair(
-                            volume,
-                            ratio=ratio,
-                            spacing=data.spacing,
-                            profile=degradation.profile,
-                            fwhm=degradation.fwhm,
-                            axis=axis,
-                            name=name,
-                        )
+                pairs.extend(
+                    simulated_pairs(
+                        volume,
+                        ratio=ratio,
+                        spacing=data.spacing,
+                        profiles=profiles,
+                        phases=data.phases,
+                        axis=axis,
+                        name=name,
                     )
+                )
     return pairs
 
 

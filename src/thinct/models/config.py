@@ -21,31 +21,15 @@ class ModelConfig:
     """What every thin-slice model shares: it maps ``slices`` thick slices to
     ``(slices - 1) * ratio + 1`` thin slots, thick slice z sitting at slot ``ratio * z``.
 
-    ``layout`` chooses the memory order inside the through-plane decoder: ``official``
-    reproduces the published code's reinterpretation of memory so that its weights run
-    unchanged; ``clean`` is the plain order, for models trained with thinct.
+    ``interpolation_residual`` (not in the papers) makes the network predict a correction to
+    the thick slices' linear interpolation; its head starts at zero, so an untrained model is
+    linear interpolation. Small models trained briefly converge much faster this way.
     """
 
     architecture: ClassVar[str] = ""
 
     slices: int = 8
     ratio: int = 5
-    layout: str = "clean"
-    mlp_ratio: float = 4.0
-    drop_path_rate: float = 0.1
-    latent_channels: int = 8
-    head_channels: int = 16
-    # The through-plane and in-plane decoders, the same in both architectures.
-    fold: int = 8
-    through_depths: tuple[int, ...] = (4,)
-    through_heads: int = 8
-    through_window: int = 4
-    in_plane_depths: tuple[int, ...] = (4, 4)
-    in_plane_heads: int = 8
-    in_plane_window: int = 8
-    # Not in the papers: predict a correction to the thick slices' linear interpolation
-    # (the head starts at zero, so an untrained model is linear interpolation). Small models
-    # trained briefly converge much faster this way; the published models leave it off.
     interpolation_residual: bool = False
 
     @property
@@ -69,18 +53,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self._check_types()
-        if self.layout not in LAYOUTS:
-            raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.slices < 2 or self.ratio < 2:
             raise UsageError("a model needs at least 2 thick slices and a ratio of at least 2")
-        if self.latent_channels % 2:
-            raise UsageError("latent_channels must be even (sine and cosine pairs)")
-        if self.mlp_ratio == 0 or self.drop_path_rate >= 1:
-            raise UsageError("mlp_ratio must be positive and drop_path_rate below 1")
-        self.check_heads(self.latent_channels * self.fold, self.through_heads, "through-plane")
-        self.check_heads(
-            self.latent_channels * self.out_slots, self.in_plane_heads, "in-plane decoder"
-        )
 
     def _check_types(self) -> None:
         """Each field must have its default's type (JSON lists become tuples), and sizes must
@@ -133,7 +107,43 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class CTHNetConfig(ModelConfig):
+class SwinDecoderConfig(ModelConfig):
+    """The Swin decoders and head that CTHNet and TVSRN share.
+
+    ``layout`` chooses the memory order inside the through-plane decoder: ``official``
+    reproduces the published code's reinterpretation of memory so that its weights run
+    unchanged; ``clean`` is the plain order, for models trained with thinct.
+    """
+
+    layout: str = "clean"
+    mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.1
+    latent_channels: int = 8
+    head_channels: int = 16
+    fold: int = 8
+    through_depths: tuple[int, ...] = (4,)
+    through_heads: int = 8
+    through_window: int = 4
+    in_plane_depths: tuple[int, ...] = (4, 4)
+    in_plane_heads: int = 8
+    in_plane_window: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.layout not in LAYOUTS:
+            raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.latent_channels % 2:
+            raise UsageError("latent_channels must be even (sine and cosine pairs)")
+        if self.mlp_ratio == 0 or self.drop_path_rate >= 1:
+            raise UsageError("mlp_ratio must be positive and drop_path_rate below 1")
+        self.check_heads(self.latent_channels * self.fold, self.through_heads, "through-plane")
+        self.check_heads(
+            self.latent_channels * self.out_slots, self.in_plane_heads, "in-plane decoder"
+        )
+
+
+@dataclass(frozen=True)
+class CTHNetConfig(SwinDecoderConfig):
     """CTHNet (Yu et al. 2024); the defaults are the paper's model (10,606,217 parameters)."""
 
     architecture: ClassVar[str] = "cthnet"
@@ -158,7 +168,7 @@ class CTHNetConfig(ModelConfig):
 
 
 @dataclass(frozen=True)
-class TVSRNConfig(ModelConfig):
+class TVSRNConfig(SwinDecoderConfig):
     """TVSRN (RPLHR-CT, MICCAI 2022); the defaults are the published model (2,387,489
     parameters). The encoder works on ``slices * latent_channels`` channels."""
 
@@ -184,12 +194,39 @@ class TVSRNConfig(ModelConfig):
         self.check_heads(self.slices * self.latent_channels, self.encoder_heads, "encoder")
 
 
+@dataclass(frozen=True)
+class ThickGridConfig(ModelConfig):
+    """ThickGridNet (thinct's own, not from a paper): a (2+1)D residual convolution network
+    that works on the thick slices' grid and unfolds ``ratio`` output channels per thick slice
+    into thin slots, a correction to linear interpolation.
+
+    ``channels`` wide, ``blocks`` residual blocks of an in-plane 3 x 3 and a 3-slice
+    through-plane convolution. The cost per thin voxel is about
+    ``blocks * 12 * channels**2 / ratio`` multiply-adds, so it scales with the square of the
+    width; there are no attention windows, so any in-plane size works.
+    """
+
+    architecture: ClassVar[str] = "thickgrid"
+
+    interpolation_residual: bool = True
+    channels: int = 32
+    blocks: int = 8
+
+    @property
+    def tile_multiple(self) -> int:
+        return 1
+
+    @property
+    def window_grid(self) -> int:
+        return 1
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 CONFIG_CLASSES: dict[str, type[ModelConfig]] = {
-    cls.architecture: cls for cls in (CTHNetConfig, TVSRNConfig)
+    cls.architecture: cls for cls in (CTHNetConfig, TVSRNConfig, ThickGridConfig)
 }
 
 
@@ -219,4 +256,11 @@ def config_from_dict(values: dict[str, Any]) -> ModelConfig:
         raise UsageError(f"invalid {architecture} config: {error}") from None
 
 
-__all__ = ["CTHNetConfig", "ModelConfig", "TVSRNConfig", "config_from_dict"]
+__all__ = [
+    "CTHNetConfig",
+    "ModelConfig",
+    "SwinDecoderConfig",
+    "TVSRNConfig",
+    "ThickGridConfig",
+    "config_from_dict",
+]

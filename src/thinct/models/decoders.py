@@ -1,4 +1,5 @@
-"""The decoders and the head that CTHNet and TVSRN share.
+"""The decoders and the head that CTHNet and TVSRN share, and the interpolation every
+residual model adds its output to.
 
 The through-plane decoder:
 The thin slots are stacked as image rows so that 2D Swin attention mixes information along z:
@@ -15,7 +16,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from thinct.models.blocks import SwinBackbone2d
-from thinct.models.config import ModelConfig
+from thinct.models.config import ModelConfig, SwinDecoderConfig
 
 
 class ThroughPlaneDecoder(nn.Module):
@@ -39,7 +40,7 @@ class ThroughPlaneDecoder(nn.Module):
 
 
 def build_decoders(
-    config: ModelConfig, masked: bool, stage_conv: bool
+    config: SwinDecoderConfig, masked: bool, stage_conv: bool
 ) -> tuple[ThroughPlaneDecoder, SwinBackbone2d]:
     """The through-plane decoder and the in-plane backbone (over all latent planes of all
     slots as channels). TVSRN masks its shifted windows; CTHNet ends each stage with a conv."""
@@ -95,7 +96,7 @@ class PointwiseHead(nn.Sequential):
         return out
 
 
-def pointwise_head(config: ModelConfig) -> PointwiseHead:
+def pointwise_head(config: SwinDecoderConfig) -> PointwiseHead:
     """The head; a residual head starts at zero, so an untrained model is exactly linear
     interpolation."""
     head = PointwiseHead(
