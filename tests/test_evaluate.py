@@ -70,6 +70,29 @@ def test_bspline_beats_linear_on_the_real_example(example_report):
     assert bspline.seconds > 0 and linear.seconds > 0
 
 
+def test_lung_density_bias_of_smoothing_methods_is_small_and_signed(example_report):
+    _, results = example_report
+    bspline, linear = results
+    for result in results:
+        # Along z, interpolation spreads the vessels' density into the parenchyma around
+        # them and fills in the lowest densities: lung HU rises and LAA-950 drops, by less
+        # for the sharper B-spline.
+        assert 0 < result.lung_hu_bias < 20
+        assert result.laa950_bias < 0
+    assert bspline.lung_hu_bias < linear.lung_hu_bias
+    assert linear.laa950_bias < bspline.laa950_bias
+
+
+def test_consistency_scores_each_method_again_after_the_projection(tmp_path):
+    results, failures = _evaluate([THIN], tmp_path / "r", methods=["linear"], consistency="boxcar")
+    assert failures == []
+    assert [r.method for r in results] == ["linear", "linear+boxcar"]
+    plain, consistent = results
+    assert consistent.psnr > plain.psnr
+    summary = (tmp_path / "r" / "summary.md").read_text(encoding="utf-8")
+    assert "| linear+boxcar |" in summary and "LAA-950 bias" in summary
+
+
 def test_results_csv_has_one_row_per_case_and_method(example_report):
     out, results = example_report
     with open(out / "results.csv", newline="") as stream:
@@ -82,6 +105,8 @@ def test_results_csv_has_one_row_per_case_and_method(example_report):
         "ssim",
         "lung_psnr",
         "frangi",
+        "lung_hu_bias",
+        "laa950_bias",
         "seconds",
         "slices",
     )

@@ -173,3 +173,49 @@ def test_bspline_beats_nearest_on_every_metric_of_the_real_crop(example_thin):
     assert 0.9 < nearest[1] < bspline[1] < 1
     assert nearest[2] < bspline[2] < nearest[0]  # the lung window is the harder test
     assert 0 < bspline[3] < nearest[3] < 1
+
+
+# --- lung density ---------------------------------------------------------------------------
+
+
+def _chest_phantom() -> np.ndarray:
+    """Air around a soft-tissue body with two lungs of -850 HU that hold a -980 HU bulla."""
+    z, y, x = np.mgrid[0:30, 0:64, 0:64]
+    volume = np.full((30, 64, 64), -1000.0)
+    volume[(y - 32) ** 2 + (x - 32) ** 2 < 28**2] = 40.0
+    for centre in (20, 44):
+        volume[((y - 32) / 16) ** 2 + ((x - centre) / 9) ** 2 < 1] = -850.0
+    volume[(z >= 10) & (z < 20) & ((y - 32) ** 2 + (x - 20) ** 2 < 16)] = -980.0
+    return volume
+
+
+def test_lung_mask_finds_the_lungs_and_not_the_air_around_the_body():
+    volume = _chest_phantom()
+    mask = metrics.lung_mask(volume)
+    assert mask.any()
+    assert set(np.unique(volume[mask])) <= {-850.0, -980.0}
+    assert not mask[:, 0:3, :].any()  # the air outside the body
+    # A crop inside the body whose lung reaches its border keeps that lung.
+    crop = volume[:, 16:48, 12:40]
+    assert metrics.lung_mask(crop).sum() > 0.5 * (crop < -400).sum()
+
+
+def test_lung_density_bias_is_the_mean_shift_and_the_laa950_change():
+    reference = _chest_phantom()
+    mask = metrics.lung_mask(reference[5:-5])
+    hu_bias, laa_bias = metrics.lung_density_bias(reference - 16.0, reference)
+    assert hu_bias == pytest.approx(-16.0)
+    # Shifted down by 16 HU, the -850 HU lung stays above -950; the bulla was already below.
+    assert laa_bias == pytest.approx(0.0)
+    darker = reference.copy()
+    darker[reference == -850.0] = -960.0
+    _, laa_bias = metrics.lung_density_bias(darker, reference)
+    lung = reference[5:-5][mask]
+    assert laa_bias == pytest.approx(100.0 * np.mean(lung == -850.0))
+    assert metrics.lung_density_bias(reference, reference) == (0.0, 0.0)
+
+
+def test_lung_density_bias_is_nan_without_lungs():
+    head = np.full((20, 40, 40), 40.0)
+    head[:, :3] = -1000.0
+    assert all(np.isnan(v) for v in metrics.lung_density_bias(head, head))

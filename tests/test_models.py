@@ -526,9 +526,15 @@ def test_bad_configs_are_usage_errors_that_say_what_is_wrong(values, words):
 
 
 def test_registry_lists_the_published_models():
-    assert [entry.name for entry in list_models()] == ["cthnet", "cthnet-small", "tvsrn"]
+    names = ["cthnet", "cthnet-small", "thickgrid", "tvsrn"]
+    assert [entry.name for entry in list_models()] == names
     shipped = {entry.name: entry.weights for entry in list_models()}
-    assert shipped == {"cthnet": None, "cthnet-small": "cthnet-small", "tvsrn": None}
+    assert shipped == {
+        "cthnet": None,
+        "cthnet-small": "cthnet-small",
+        "thickgrid": None,
+        "tvsrn": None,
+    }
 
 
 def test_create_model_applies_overrides():
@@ -540,7 +546,7 @@ def test_create_model_applies_overrides():
 
 @pytest.mark.parametrize(
     ("name", "overrides", "words"),
-    [("unet", {}, "cthnet, cthnet-small, tvsrn"), ("cthnet", {"depth": 3}, "depth")],
+    [("unet", {}, "cthnet, cthnet-small, thickgrid, tvsrn"), ("cthnet", {"depth": 3}, "depth")],
 )
 def test_create_model_refuses_unknown_names(name, overrides, words):
     with pytest.raises(UsageError, match=words):

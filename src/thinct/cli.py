@@ -26,6 +26,8 @@ from thinct.cli_options import (
     Align,
     AlignOption,
     BatchSize,
+    Consistency,
+    ConsistencyOption,
     Device,
     DeviceOption,
     Factor,
@@ -300,6 +302,7 @@ def upsample(
     spacing: Spacing = None,
     factor: Factor = None,
     align: AlignOption = Align.edges,
+    consistency: ConsistencyOption = Consistency.none,
     device: DeviceOption = Device.auto,
     precision: PrecisionOption = Precision.fp32,
     tile: Tile = InferenceOptions.tile,
@@ -325,6 +328,7 @@ def upsample(
         spacing=spacing,
         factor=factor,
         align=align.value,
+        consistency=consistency.value,
         overwrite=overwrite,
         dtype=dtype.value,
         series_uid=series,
@@ -595,6 +599,14 @@ def evaluate(
     window: Annotated[
         Window, typer.Option("--window", help="Display window of the figures.")
     ] = Window.lung,
+    consistency: Annotated[
+        Consistency,
+        typer.Option(
+            "--consistency",
+            help="Also score each method with its thin slices made consistent with the thick "
+            "ones for this slice profile (rows named METHOD+PROFILE).",
+        ),
+    ] = Consistency.none,
     device: DeviceOption = Device.auto,
     precision: PrecisionOption = Precision.fp32,
     overwrite: Annotated[
@@ -603,7 +615,8 @@ def evaluate(
     quiet: Quiet = False,
 ) -> None:
     """Compare methods on thin scans (thick slices simulated) or paired scans: PSNR, SSIM,
-    lung PSNR, Frangi structure score and time per scan, as CSV, markdown and figures.
+    lung PSNR, Frangi structure score, lung density bias and time per scan, as CSV, markdown
+    and figures.
 
     Example: thinct evaluate scans/ --out report --method bspline --model models/mine
     """
@@ -639,6 +652,7 @@ def evaluate(
                 window=window.value,
                 options=InferenceOptions(device=device.value, precision=precision.value),
                 overwrite=overwrite,
+                consistency=consistency.value,
             )
             results, failures = run_evaluation(evaluation, reporter)
         except ThinctError as error:

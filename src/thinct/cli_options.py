@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from thinct.consistency import CONSISTENCY_CHOICES
 from thinct.errors import UsageError
 from thinct.geometry import ALIGNMENTS
 from thinct.inference_options import DEVICES, PRECISIONS, InferenceOptions
@@ -27,6 +28,7 @@ Method = _choices("Method", METHODS)
 Align = _choices("Align", ALIGNMENTS)
 Device = _choices("Device", DEVICES)
 Precision = _choices("Precision", PRECISIONS)
+Consistency = _choices("Consistency", CONSISTENCY_CHOICES)
 
 Spacing = Annotated[
     float | None,
@@ -44,6 +46,14 @@ AlignOption = Annotated[
         "--align",
         help="edges: cover the whole extent of the thick slabs (n*r slices); "
         "centers: first to last thick-slice centre ((n-1)*r+1 slices).",
+    ),
+]
+ConsistencyOption = Annotated[
+    Consistency,
+    typer.Option(
+        "--consistency",
+        help="Correct the thin slices so that they average back to the thick ones, for this "
+        "slice profile of the thick scan (none: leave them as made).",
     ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
@@ -100,6 +110,8 @@ __all__ = [
     "Align",
     "AlignOption",
     "BatchSize",
+    "Consistency",
+    "ConsistencyOption",
     "Device",
     "DeviceOption",
     "Factor",

@@ -34,6 +34,7 @@ import numpy as np
 
 from thinct import metrics
 from thinct.atomic import write_text
+from thinct.consistency import CONSISTENCY_CHOICES, enforce_consistency
 from thinct.data.cases import Case, simulated_case
 from thinct.data.pairs import slice_range
 from thinct.errors import OutputError, ThinctError, ThinctWarning, UsageError
@@ -84,6 +85,16 @@ def model_method(model: Any, name: str, options: InferenceOptions | None = None)
     return Method(name, run, is_model=True)
 
 
+def with_consistency(method: Method, profile: str) -> Method:
+    """``method`` followed by the consistency projection for ``profile`` (named
+    ``METHOD+PROFILE``): what `thinct upsample --consistency PROFILE` makes."""
+
+    def run(case: Case) -> Volume:
+        return enforce_consistency(method.run(case), case.thick, case.grid, profile=profile)
+
+    return Method(f"{method.name}+{profile}", run, method.is_model)
+
+
 @dataclass(frozen=True)
 class Result:
     """One row of the report: a method on a case. ``frangi`` is lower-is-better; ``seconds``
@@ -97,13 +108,23 @@ class Result:
     ssim: float
     lung_psnr: float
     frangi: float
+    lung_hu_bias: float
+    laa950_bias: float
     seconds: float
     slices: int
 
 
 COLUMNS = tuple(f.name for f in fields(Result))
 # Decimal places of each number in results.csv.
-_DECIMALS = {"psnr": 4, "ssim": 5, "lung_psnr": 4, "frangi": 5, "seconds": 3}
+_DECIMALS = {
+    "psnr": 4,
+    "ssim": 5,
+    "lung_psnr": 4,
+    "frangi": 5,
+    "lung_hu_bias": 2,
+    "laa950_bias": 3,
+    "seconds": 3,
+}
 
 
 def _in_plane_mm(case: Case) -> float:
@@ -131,7 +152,10 @@ class _Scorer:
         if self._reference_vessels is None:
             self._reference_vessels = metrics.vesselness(self.reference[self.chosen], self.pixel_mm)
         vessels = metrics.vesselness(output[self.chosen], self.pixel_mm)
+        lung_hu_bias, laa950_bias = metrics.lung_density_bias(output, self.reference)
         return {
+            "lung_hu_bias": lung_hu_bias,
+            "laa950_bias": laa950_bias,
             "psnr": metrics.psnr(output, self.reference),
             "ssim": metrics.ssim(output, self.reference),
             "lung_psnr": metrics.lung_psnr(output, self.reference),
@@ -462,6 +486,8 @@ _SUMMARY_COLUMNS = (
     _Column("ssim", "SSIM", 4, True),
     _Column("lung_psnr", "lung PSNR (dB)", 2, True),
     _Column("frangi", "Frangi (lower is better)", 4, False),
+    _Column("lung_hu_bias", "lung HU bias", 1, None),
+    _Column("laa950_bias", "LAA-950 bias (pp)", 2, None),
     _Column("seconds", "seconds per scan", 2, None),
 )
 
@@ -572,8 +598,12 @@ def summary_markdown(
         "sum |V(method) - V(reference)| / sum V(reference) of the Frangi vesselness V of "
         f"up to {metrics.FRANGI_SLICES} axial slices in the lung window (scales "
         f"{', '.join(f'{s:g}' for s in metrics.FRANGI_SCALES_MM)} mm); 0 is perfect, 1 is "
-        "as much wrong vessel signal as the reference holds. Seconds: making the thin scan "
-        "from the thick one in memory.",
+        "as much wrong vessel signal as the reference holds. Lung HU bias and LAA-950 bias: "
+        "in the reference's lung parenchyma (air below -400 HU inside the body, 2 voxels "
+        "peeled off), the method's mean HU minus the reference's, and its percentage of "
+        "voxels below -950 HU minus the reference's (percentage points); 0 is unbiased, "
+        "nan when a case holds too little lung. Seconds: making the thin scan from the "
+        "thick one in memory.",
         "",
     ]
     return "\n".join(lines)
@@ -686,6 +716,7 @@ def plan_evaluation(
     window: str = "lung",
     options: InferenceOptions | None = None,
     overwrite: bool = False,
+    consistency: str = "none",
 ) -> Evaluation:
     """Check a request and gather its cases and methods. Thin scans are only listed here
     (each is read when its turn comes); paired layouts are read and lined up here, by
@@ -694,6 +725,8 @@ def plan_evaluation(
     Without ``methods`` and ``models``: B-spline and the default model, or B-spline and
     linear interpolation when the default model cannot be loaded. ``simulation`` applies to
     thin scans; with a ``layout`` the inputs are paired dataset folders and it must be None.
+    ``consistency`` (a slice profile) adds each method once more, its thin slices made
+    consistent with the thick ones (`with_consistency`).
     """
     from thinct.figures import WINDOWS
 
@@ -739,6 +772,10 @@ def plan_evaluation(
         except ThinctError as error:
             chosen.append(baseline("linear"))
             notes.append(f"no default model ({error}); evaluating bspline and linear")
+    if consistency not in CONSISTENCY_CHOICES:
+        raise UsageError(f"consistency must be one of {', '.join(CONSISTENCY_CHOICES)}")
+    if consistency != "none":
+        chosen = [variant for m in chosen for variant in (m, with_consistency(m, consistency))]
     return Evaluation(cases, chosen, report, description, figures, window, notes)
 
 

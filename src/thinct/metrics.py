@@ -19,6 +19,10 @@ does (5 by default).
   are reproduced exactly, 1 when as much vessel signal is wrong as the reference holds (an
   output without any vessels scores exactly 1). Lower is better. See `vesselness` for the
   details that keep it comparable between methods and fast on whole scans.
+- `lung_density_bias`: what an emphysema score would see. In the lung parenchyma of the
+  reference (`lung_mask`), the output's mean HU minus the reference's, and its LAA-950 (the
+  percentage of lung voxels below -950 HU) minus the reference's, in percentage points.
+  Regression models that blur lung texture shift both; 0 is unbiased.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 from scipy.ndimage import gaussian_filter
 
 from thinct.errors import GeometryError
@@ -46,6 +51,17 @@ ArrayLike = Any
 # (the SSIM window is per slice), and the float64 intermediates of a 512 x 512 x 300 scan stay
 # small.
 _BLOCK = 16
+
+# Lung parenchyma: air-like voxels that are not the air around the body; a shell of this
+# many voxels is peeled off so that partial volume at the chest wall and around large
+# vessels does not decide the mean.
+LUNG_AIR_HU = -400.0
+LAA_HU = -950.0
+_LUNG_PEEL = 2
+# Air around the patient is about -1000 HU; even emphysematous lung averages above this.
+_OUTSIDE_AIR_HU = -975.0
+# Fewer lung voxels than this (a head scan, a crop below the diaphragm): no density score.
+_LUNG_MIN_VOXELS = 1000
 
 # Frangi vesselness: scales in mm, its constants, and how many slices a score looks at.
 FRANGI_SCALES_MM = (0.75, 1.0, 1.5)
@@ -208,3 +224,44 @@ def frangi_score(
     return vessel_difference(
         vesselness(output[chosen], pixel_mm), vesselness(reference[chosen], pixel_mm)
     )
+
+
+def lung_mask(reference: np.ndarray) -> np.ndarray:
+    """The lung parenchyma of a (slices, rows, columns) HU volume: 3D components of voxels
+    below `LUNG_AIR_HU`, without the air around the body (components that touch an in-plane
+    border and are emptier than any lung, mean below `_OUTSIDE_AIR_HU`), then eroded
+    by `_LUNG_PEEL` voxels in-plane. A crop whose lung reaches its border keeps that lung; in
+    an abdominal scan, gas in the bowel counts too."""
+    reference = np.asarray(reference)
+    air = reference < LUNG_AIR_HU
+    labels, count = ndimage.label(air)
+    if count == 0:
+        return air
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    sums = np.bincount(labels.ravel(), weights=reference.ravel(), minlength=count + 1)[1:]
+    means = sums / np.maximum(sizes, 1)
+    edges = np.concatenate(
+        [labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]], axis=None
+    )
+    touching = np.zeros(count + 1, dtype=bool)
+    touching[np.unique(edges)] = True
+    outside = touching[1:] & (means < _OUTSIDE_AIR_HU)
+    keep = np.concatenate([[False], ~outside])
+    structure = np.zeros((1, 3, 3), dtype=bool)
+    structure[0] = ndimage.generate_binary_structure(2, 1)
+    return ndimage.binary_erosion(keep[labels], structure, iterations=_LUNG_PEEL)
+
+
+def lung_density_bias(
+    output: np.ndarray, reference: np.ndarray, exclude: int = EDGE_SLICES
+) -> tuple[float, float]:
+    """(mean lung HU of output - of reference, LAA-950 % of output - of reference) over the
+    reference's `lung_mask`; NaN for both when the scan holds too little lung."""
+    output, reference = _trimmed(output, reference, exclude)
+    mask = lung_mask(reference)
+    if mask.sum() < _LUNG_MIN_VOXELS:
+        return float("nan"), float("nan")
+    out, ref = output[mask].astype(np.float64), reference[mask].astype(np.float64)
+    mean_bias = float(out.mean() - ref.mean())
+    laa_bias = float(100.0 * (np.mean(out < LAA_HU) - np.mean(ref < LAA_HU)))
+    return mean_bias, laa_bias

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from thinct import __version__
+from thinct.consistency import CONSISTENCY_CHOICES, enforce_consistency
 from thinct.errors import OutputError, ThinctError, ThinctWarning, UsageError
 from thinct.geometry import Grid, thin_grid
 from thinct.inference_options import CancelCallback, InferenceOptions
@@ -72,19 +73,30 @@ def upsample_volume(
     model: nn.Module | None = None,
     options: InferenceOptions | None = None,
     cancel: CancelCallback | None = None,
+    consistency: str = "none",
 ) -> Volume:
     """Thin-slice version of a thick volume on the grid given by spacing/factor and alignment.
 
     With a ``model`` the sliding-window engine predicts the thin slices (``method`` is then
     unused); otherwise the classical interpolation ``method`` does. Either way ``cancel`` is
     polled as the work goes on and stops it with `thinct.errors.Cancelled`.
+    ``consistency`` (``boxcar`` or ``gaussian``, the thick scan's slice profile) then corrects
+    the thin slices so that they average back to the thick ones (`thinct.consistency`).
     """
+    if consistency not in CONSISTENCY_CHOICES:
+        raise UsageError(
+            f"consistency must be one of {', '.join(CONSISTENCY_CHOICES)}, got {consistency!r}"
+        )
     thin = thin_grid(Grid.of(volume.image), spacing=spacing, factor=factor, align=align)
     if model is not None:
         from thinct.inference import upsample_with_model
 
-        return upsample_with_model(volume, thin, model, options, progress, cancel)
-    return interpolate(volume, thin, method=method, progress=progress, cancel=cancel)
+        result = upsample_with_model(volume, thin, model, options, progress, cancel)
+    else:
+        result = interpolate(volume, thin, method=method, progress=progress, cancel=cancel)
+    if consistency == "none":
+        return result
+    return enforce_consistency(result, volume, thin, profile=consistency)
 
 
 def _read_checked(source: Path, series_uid: str | None) -> Volume:
@@ -132,6 +144,7 @@ def upsample_file(
     model_name: str | None = None,
     options: InferenceOptions | None = None,
     cancel: CancelCallback | None = None,
+    consistency: str = "none",
 ) -> None:
     """Read a thick scan, make its thin-slice version and write it.
 
@@ -141,10 +154,12 @@ def upsample_file(
 
     def process(volume: Volume) -> Volume:
         return upsample_volume(
-            volume, method, spacing, factor, align, progress, model, options, cancel
+            volume, method, spacing, factor, align, progress, model, options, cancel, consistency
         )
 
     made_by = method if model is None else f"model {model_name or model.config.architecture}"
+    if consistency != "none":
+        made_by += f", {consistency} consistency"
     description = f"SYNTHETIC thin slices, thinct {__version__} {made_by} ({align})"
     _run(source, target, process, description, overwrite, dtype, series_uid)
 
