@@ -36,6 +36,14 @@ _COVERED = 1 - 1e-6
 _CHUNK = 1 << 16
 
 
+def check_consistency(consistency: str) -> None:
+    """Refuse a consistency that is not ``none`` or a known slice profile."""
+    if consistency not in CONSISTENCY_CHOICES:
+        raise UsageError(
+            f"consistency must be one of {', '.join(CONSISTENCY_CHOICES)}, got {consistency!r}"
+        )
+
+
 def consistency_operator(
     grid: ThinGrid,
     count: int,
@@ -50,7 +58,8 @@ def consistency_operator(
     thickness 1); the thin slices are boxes of their spacing centred on their positions.
     """
     if profile not in PROFILES:
-        raise UsageError(f"consistency must be one of {', '.join(CONSISTENCY_CHOICES)}")
+        check_consistency(profile)  # explains the choices
+        raise UsageError("consistency 'none' has no slice profile")
     positions = np.asarray(grid.source_index, dtype=float)
     width = positions[1] - positions[0] if len(positions) > 1 else 1.0
     slabs = np.arange(max(0, np.floor(positions[0])), min(count - 1, np.ceil(positions[-1])) + 1)

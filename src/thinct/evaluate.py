@@ -34,7 +34,7 @@ import numpy as np
 
 from thinct import metrics
 from thinct.atomic import write_text
-from thinct.consistency import CONSISTENCY_CHOICES, enforce_consistency
+from thinct.consistency import check_consistency, enforce_consistency
 from thinct.data.cases import Case, simulated_case
 from thinct.data.pairs import slice_range
 from thinct.errors import OutputError, ThinctError, ThinctWarning, UsageError
@@ -85,14 +85,25 @@ def model_method(model: Any, name: str, options: InferenceOptions | None = None)
     return Method(name, run, is_model=True)
 
 
-def with_consistency(method: Method, profile: str) -> Method:
-    """``method`` followed by the consistency projection for ``profile`` (named
-    ``METHOD+PROFILE``): what `thinct upsample --consistency PROFILE` makes."""
+def with_consistency(method: Method, profile: str) -> tuple[Method, Method]:
+    """``method`` and, to run right after it on the same case, its output made consistent
+    for ``profile`` (named ``METHOD+PROFILE``): what `thinct upsample --consistency PROFILE`
+    makes. The second takes the first's output instead of running it again, so its seconds
+    are those the projection adds."""
+    kept: dict[str, Volume] = {}  # the last case's output, until the projection takes it
 
-    def run(case: Case) -> Volume:
-        return enforce_consistency(method.run(case), case.thick, case.grid, profile=profile)
+    def run_and_keep(case: Case) -> Volume:
+        kept.clear()
+        kept[case.name] = volume = method.run(case)
+        return volume
 
-    return Method(f"{method.name}+{profile}", run, method.is_model)
+    def project(case: Case) -> Volume:
+        return enforce_consistency(kept.pop(case.name), case.thick, case.grid, profile=profile)
+
+    return (
+        Method(method.name, run_and_keep, method.is_model),
+        Method(f"{method.name}+{profile}", project, method.is_model),
+    )
 
 
 @dataclass(frozen=True)
@@ -147,12 +158,18 @@ class _Scorer:
         self.pixel_mm = _in_plane_mm(case)
         self.chosen = metrics.frangi_slices(self.reference.shape[0])
         self._reference_vessels: np.ndarray | None = None
+        self._lung: np.ndarray | None = None
 
     def __call__(self, output: np.ndarray) -> dict[str, float]:
         if self._reference_vessels is None:
             self._reference_vessels = metrics.vesselness(self.reference[self.chosen], self.pixel_mm)
         vessels = metrics.vesselness(output[self.chosen], self.pixel_mm)
-        lung_hu_bias, laa950_bias = metrics.lung_density_bias(output, self.reference)
+        if self._lung is None:
+            edge = metrics.EDGE_SLICES
+            self._lung = metrics.lung_mask(self.reference[edge : self.reference.shape[0] - edge])
+        lung_hu_bias, laa950_bias = metrics.lung_density_bias(
+            output, self.reference, mask=self._lung
+        )
         return {
             "lung_hu_bias": lung_hu_bias,
             "laa950_bias": laa950_bias,
@@ -772,10 +789,9 @@ def plan_evaluation(
         except ThinctError as error:
             chosen.append(baseline("linear"))
             notes.append(f"no default model ({error}); evaluating bspline and linear")
-    if consistency not in CONSISTENCY_CHOICES:
-        raise UsageError(f"consistency must be one of {', '.join(CONSISTENCY_CHOICES)}")
+    check_consistency(consistency)
     if consistency != "none":
-        chosen = [variant for m in chosen for variant in (m, with_consistency(m, consistency))]
+        chosen = [variant for m in chosen for variant in with_consistency(m, consistency)]
     return Evaluation(cases, chosen, report, description, figures, window, notes)
 
 

@@ -253,12 +253,17 @@ def lung_mask(reference: np.ndarray) -> np.ndarray:
 
 
 def lung_density_bias(
-    output: np.ndarray, reference: np.ndarray, exclude: int = EDGE_SLICES
+    output: np.ndarray,
+    reference: np.ndarray,
+    exclude: int = EDGE_SLICES,
+    mask: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """(mean lung HU of output - of reference, LAA-950 % of output - of reference) over the
-    reference's `lung_mask`; NaN for both when the scan holds too little lung."""
+    reference's `lung_mask`; NaN for both when the scan holds too little lung. ``mask`` is
+    that mask of the trimmed reference when it is already known (several outputs scored
+    against one reference)."""
     output, reference = _trimmed(output, reference, exclude)
-    mask = lung_mask(reference)
+    mask = lung_mask(reference) if mask is None else mask
     if mask.sum() < _LUNG_MIN_VOXELS:
         return float("nan"), float("nan")
     out, ref = output[mask].astype(np.float64), reference[mask].astype(np.float64)

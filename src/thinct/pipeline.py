@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from thinct import __version__
-from thinct.consistency import CONSISTENCY_CHOICES, enforce_consistency
+from thinct.consistency import check_consistency, enforce_consistency
 from thinct.errors import OutputError, ThinctError, ThinctWarning, UsageError
 from thinct.geometry import Grid, thin_grid
 from thinct.inference_options import CancelCallback, InferenceOptions
@@ -83,10 +83,7 @@ def upsample_volume(
     ``consistency`` (``boxcar`` or ``gaussian``, the thick scan's slice profile) then corrects
     the thin slices so that they average back to the thick ones (`thinct.consistency`).
     """
-    if consistency not in CONSISTENCY_CHOICES:
-        raise UsageError(
-            f"consistency must be one of {', '.join(CONSISTENCY_CHOICES)}, got {consistency!r}"
-        )
+    check_consistency(consistency)
     thin = thin_grid(Grid.of(volume.image), spacing=spacing, factor=factor, align=align)
     if model is not None:
         from thinct.inference import upsample_with_model

@@ -120,7 +120,7 @@ register_model(
         ThickGridConfig(),
         "ThickGridNet, thinct's CPU-efficient network: a (2+1)D residual convolution network on "
         "the thick grid, 8 x 5 mm slices to 36 x 1 mm slots, a correction to linear "
-        "interpolation, 0.2 M parameters",
+        "interpolation, 0.1 M parameters",
     )
 )
 
