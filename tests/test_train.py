@@ -193,6 +193,8 @@ BAD_RECIPES = [
     ({"seed": -1}, "seed = -1"),
     ({"crop": {"flip": 1.5}}, "crop.flip = 1.5 is not valid (expected a fraction from 0 to 1)"),
     ({"crop": {"tile": 0}}, "crop.tile = 0"),
+    ({"crop": {"noise": -2.0}}, "crop.noise = -2.0 is not valid (expected a number, 0 or more)"),
+    ({"data": {"phases": 0}}, "data.phases = 0 is not valid (expected a whole number, 1 or"),
     ({"loss": {"kind": "l2"}}, "loss.kind must be one of l1, l1+ssim, l1+gradient"),
     ({"amp": "fp8"}, "amp must be one of off, bf16, fp16"),
     ({"device": 0}, "device = 0 is not valid (expected a text like 'auto')"),
