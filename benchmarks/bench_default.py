@@ -67,7 +67,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from thinct.geometry import Grid, thin_grid
-    from thinct.inference import upsample_with_model
+    from thinct.inference.engine import upsample_with_model
     from thinct.io import read_volume
     from thinct.models import load_model
 

@@ -2,7 +2,7 @@
 (run by hand; the whole-scan case needs ../shared).
 
 Each measurement runs in a process of its own, so its peak memory (max RSS) is its own and the
-allocator setting (see `thinct.runtime`) can differ between runs:
+allocator setting (see `thinct.inference.runtime`) can differ between runs:
 
 - ``cube``: forward passes of one 8 x 256 x 256 cube of real CT (from the real 5 mm scan in
   ../shared, or random values without it), after one warm-up pass; best and median of
@@ -59,7 +59,7 @@ def _cube() -> torch.Tensor:
 
 
 def measure_cube(device_name: str, precision: str, repeats: int) -> dict:
-    from thinct.inference import _AUTOCAST_DTYPES, resolve_device
+    from thinct.inference.engine import _AUTOCAST_DTYPES, resolve_device
     from thinct.models import create_model
 
     torch.manual_seed(0)
@@ -99,7 +99,7 @@ def measure_cube(device_name: str, precision: str, repeats: int) -> dict:
 
 def measure_scan(device_name: str, precision: str) -> dict:
     import thinct
-    from thinct.inference import InferenceOptions
+    from thinct.inference.engine import InferenceOptions
     from thinct.models import create_model
 
     torch.manual_seed(0)
@@ -142,7 +142,7 @@ def main() -> None:
     if args.one:
         kind, precision = args.one
         if kind == "cube":
-            from thinct.runtime import tune_allocator
+            from thinct.inference.runtime import tune_allocator
 
             if args.device == "cpu":
                 tune_allocator()

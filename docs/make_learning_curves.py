@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from thinct.atomic import replacing  # noqa: E402
+from thinct.io.atomic import replacing  # noqa: E402
 
 
 def validations(log: Path) -> tuple[list[float], list[float]]:

@@ -23,7 +23,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 import thinct
-from thinct import figures
+from thinct.evaluate import figures
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACING_MM = 1.0

@@ -19,7 +19,7 @@ import pytest
 import SimpleITK as sitk
 from conftest import make_image
 
-from thinct.cli import main
+from thinct.cli.app import main
 from thinct.io import read_volume, write_volume
 
 # A wide terminal for rich's help text, so option names and choices are never wrapped.
@@ -43,7 +43,7 @@ def thinct(*args: object, cwd: Path | None = None) -> subprocess.CompletedProces
 def thinct_in_process(
     capfd: pytest.CaptureFixture[str], *args: object
 ) -> subprocess.CompletedProcess[str]:
-    """Run the console entry point `thinct.cli.main(ARGS)` in this process, in the current
+    """Run the console entry point `thinct.cli.app.main(ARGS)` in this process, in the current
     working directory, and capture its exit code and file descriptors 1 and 2.
 
     For runs that end before any scan is processed, it tells as much as a subprocess (the same

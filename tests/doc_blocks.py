@@ -25,7 +25,7 @@ import pytest
 import typer
 from conftest import ROOT
 
-import thinct.cli
+import thinct.cli.app
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 
@@ -123,7 +123,7 @@ def commands(line: str) -> list[list[str]]:
 def thinct_command(args: list[str]) -> tuple[str, Any, list[str]]:
     """The (sub)command that ``thinct ARGS`` names, descending into command groups: its name
     (``nnunet convert``), click command and the arguments left for it."""
-    command: Any = typer.main.get_command(thinct.cli.app)
+    command: Any = typer.main.get_command(thinct.cli.app.app)
     names: list[str] = []
     while hasattr(command, "commands") and args and args[0] in command.commands:
         names.append(args[0])

@@ -1,4 +1,4 @@
-"""thinct.atomic: a replaced file is whole or untouched, and no staging file stays behind."""
+"""thinct.io.atomic: a replaced file is whole or untouched, and no staging file stays behind."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from thinct.atomic import replacing, write_text
 from thinct.errors import OutputError
+from thinct.io.atomic import replacing, write_text
 
 
 def test_write_text_replaces_the_file_and_leaves_no_staging(tmp_path: Path):

@@ -37,7 +37,7 @@ from cli_helpers import (
     write_scan,
 )
 
-from thinct.batch import Job, attempt, plan_jobs
+from thinct.batch.jobs import Job, attempt, plan_jobs
 from thinct.errors import Cancelled, InputError, UsageError
 
 THIN_SIZE = (28, 24, 40)  # ct_array's 8 slices of 5 mm upsampled to 1 mm (edges)

@@ -13,7 +13,7 @@ shares: they interpolate (`--method bspline`), which needs no torch and starts a
 Independent runs of a family (the grids, the bad inputs) are started side by side by
 module-scoped fixtures (`run_family`), each in its own folder; the tests then check one run
 each. Runs that end before any scan is processed (help, parser errors, impossible options,
-outputs that must not be written) call the entry point `thinct.cli.main` in this process,
+outputs that must not be written) call the entry point `thinct.cli.app.main` in this process,
 which is much faster; each kind also keeps at least one real subprocess run.
 """
 
@@ -58,7 +58,7 @@ from cli_helpers import (
 from conftest import make_image, rotation
 
 import thinct as thinct_package
-from thinct.cli import app, main
+from thinct.cli.app import app, main
 
 OBLIQUE = rotation(20, -15, 30)
 IN_PLANE = (28, 24)  # x, y size of the synthetic scans of cli_helpers.ct_array
@@ -115,7 +115,7 @@ def test_commands_without_a_model_never_load_torch(
     without --method runs the default model)."""
     script = f"""
 import sys, thinct
-from thinct.cli import main
+from thinct.cli.app import main
 
 def run(*args):
     try:
@@ -897,7 +897,7 @@ def test_bad_input_is_one_error_line_and_changes_nothing(bad_runs, name: str):
     assert snapshot(done.folder) == done.before  # no output, no staging, the input untouched
 
 
-# Refused before any scan is processed: `thinct.cli.main` in this process tells as much as a
+# Refused before any scan is processed: `thinct.cli.app.main` in this process tells as much as a
 # subprocess would, in a fraction of the time.
 CAUGHT_EARLY = {
     # impossible options

@@ -43,7 +43,7 @@ from cli_helpers import (
 
 import thinct as thinct_package
 from thinct.geometry import Grid, thin_grid
-from thinct.inference import InferenceOptions, upsample_with_model
+from thinct.inference.engine import InferenceOptions, upsample_with_model
 from thinct.io import read_volume
 from thinct.models import DEFAULT_MODEL, create_model, load_model, save_model
 from thinct.models.registry import registry_entry

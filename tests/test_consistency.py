@@ -18,10 +18,10 @@ from cli_helpers import thinct
 from conftest import EXAMPLES
 
 import thinct as tc
-from thinct import metrics
-from thinct.consistency import consistency_operator, enforce_consistency, project
 from thinct.errors import UsageError
+from thinct.evaluate import metrics
 from thinct.geometry import Grid, thin_grid
+from thinct.resample.consistency import consistency_operator, enforce_consistency, project
 
 THIN = EXAMPLES / "lidc0002_crop_1.25mm.nii.gz"
 THICK = EXAMPLES / "lidc0002_crop_5mm.nii.gz"

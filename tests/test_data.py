@@ -24,10 +24,10 @@ from thinct.data.pairs import (
     simulated_pairs,
     slice_range,
 )
-from thinct.data.sources import scan_paths, training_pairs, validation_cases
 from thinct.errors import GeometryError, UsageError
 from thinct.io import read_volume
-from thinct.train_config import DataSection, Degradation, Source
+from thinct.train.config import DataSection, Degradation, Source
+from thinct.train.sources import scan_paths, training_pairs, validation_cases
 from thinct.volume import Volume
 
 CROP = "lidc0002_crop_1.25mm.nii.gz"

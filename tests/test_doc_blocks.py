@@ -52,8 +52,8 @@ from thinct.data.layouts import layout_files
 from thinct.data.pairs import resample_axis
 from thinct.errors import UsageError
 from thinct.models import create_model
-from thinct.train import train
-from thinct.train_config import load_train_config
+from thinct.train.config import load_train_config
+from thinct.train.loop import train
 from thinct.volume import Volume
 
 # --- the inputs that commands name -----------------------------------------------------------
@@ -437,7 +437,7 @@ REGISTRY: dict[str, dict[str, Handling]] = {
         "thinct nnunet restore predictions_1mm predictions_5mm --dataset": NNUNET,
         "thinct nnunet convert Dataset501_LungCT Dataset503_LungCTLinear": NNUNET,
         "{": NNUNET,
-        "from thinct.nnunet import Recipe, plan_conversion, run_conversion": NNUNET,
+        "from thinct.integrations.nnunet.convert import Recipe, plan_conversion, run_conversion": NNUNET,
     },
     "docs/scale.md": {
         "thinct upsample archive/ thin/ --workers 2": CoveredBy(
@@ -470,7 +470,7 @@ REGISTRY: dict[str, dict[str, Handling]] = {
     },
     "docs/training.md": {
         "thinct train --config configs/default.yaml": Parse(TRAINING),
-        "from thinct.train import train": Parse(TRAINING),
+        "from thinct.train.loop import train": Parse(TRAINING),
         "output: runs/chest": Text("a recipe", _recipe),
         "error: optim.lr = 'fast' is not valid (expected a positive number)": Text(
             "error lines", _recipe_errors

@@ -19,7 +19,7 @@ from conftest import EXAMPLES, ROOT, shared_scan
 from PIL import Image
 
 from thinct.errors import UsageError
-from thinct.evaluate import (
+from thinct.evaluate.run import (
     COLUMNS,
     Simulation,
     figure_name,
@@ -200,7 +200,7 @@ def test_cli_evaluates_without_torch_and_never_touches_its_input(tmp_path):
     before = _sha256(scans / "a.nii.gz")
     script = (
         "import sys\n"
-        "from thinct.cli import main\n"
+        "from thinct.cli.app import main\n"
         "try:\n"
         f"    main(['evaluate', {str(scans)!r}, '--out', {str(tmp_path / 'report')!r}, "
         "'-m', 'linear', '-m', 'nearest', '--slices', '0.2:0.8', '--no-figures', '--quiet'])\n"

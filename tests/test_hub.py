@@ -24,13 +24,13 @@ from fake_hub import FakeHubServer
 from hub_cache import fill_cache, model_files
 
 from thinct.errors import InputError, UsageError
-from thinct.hub import HubModel, cached_models, parse_hub_spec, push_model
 from thinct.models import (
     WEIGHTS_PACKAGE,
     create_model,
     load_model,
     save_model,
 )
+from thinct.models.hub import HubModel, cached_models, parse_hub_spec, push_model
 
 SHIPPED = WEIGHTS_PACKAGE / "cthnet-small"
 THICK = EXAMPLES / "lidc0002_crop_5mm.nii.gz"
@@ -181,7 +181,7 @@ def test_upsample_with_a_hub_model_in_a_fresh_process(hub_cache, tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     reference = tmp_path / "shipped.nii.gz"
-    from thinct.cli import main
+    from thinct.cli.app import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["upsample", str(THICK), str(reference), "-q"])

@@ -1,4 +1,4 @@
-"""The sliding-window engine (`thinct.inference`): geometry, exactness, tiling, memory, control.
+"""The sliding-window engine (`thinct.inference.engine`): geometry, exactness, tiling, memory, control.
 
 Exactness is checked with a model whose answer is known: `LinearSlots` fills every slot by
 linear interpolation between its two thick slices, so a scan whose HU is linear along the
@@ -23,7 +23,7 @@ from torch import nn
 
 from thinct.errors import Cancelled, ThinctError, UsageError
 from thinct.geometry import Grid, thin_grid
-from thinct.inference import (
+from thinct.inference.engine import (
     HU_MAX,
     HU_MIN,
     InferenceOptions,
@@ -31,9 +31,9 @@ from thinct.inference import (
     resolve_device,
     upsample_with_model,
 )
-from thinct.interpolate import interpolate
 from thinct.io import read_volume
 from thinct.models import CTHNetConfig, create_model
+from thinct.resample.interpolation import interpolate
 from thinct.volume import Volume
 
 # float32 arithmetic on intensities scaled by 1 / 3072: a few ulps of 2048 HU.

@@ -13,7 +13,7 @@ from conftest import DIRECTIONS, make_image
 import thinct
 from thinct.errors import Cancelled, UsageError
 from thinct.geometry import Grid, thin_grid
-from thinct.interpolate import METHODS, interpolate, resample_labels
+from thinct.resample.interpolation import METHODS, interpolate, resample_labels
 from thinct.volume import Volume
 
 ORIGIN = (-30.0, 20.0, -100.0)

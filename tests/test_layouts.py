@@ -27,13 +27,13 @@ from thinct.data.layouts import (
     slab_correlations,
 )
 from thinct.data.pairs import _slices_first, resample_axis
-from thinct.data.sources import training_pairs, validation_cases
 from thinct.errors import GeometryError, ThinctWarning, UsageError
 from thinct.geometry import Grid, thin_grid
-from thinct.interpolate import interpolate
 from thinct.io import read_volume, write_volume
-from thinct.simulate import simulate_thick
-from thinct.train_config import load_train_config
+from thinct.resample.interpolation import interpolate
+from thinct.resample.simulate import simulate_thick
+from thinct.train.config import load_train_config
+from thinct.train.sources import training_pairs, validation_cases
 from thinct.volume import Volume
 
 THIN = "lidc0002_crop_1.25mm.nii.gz"

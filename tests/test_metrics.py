@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from thinct import metrics
 from thinct.data.cases import simulated_case
 from thinct.errors import GeometryError
-from thinct.interpolate import interpolate
+from thinct.evaluate import metrics
 from thinct.io import read_volume
+from thinct.resample.interpolation import interpolate
 
 
 @pytest.fixture(scope="module")

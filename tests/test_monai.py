@@ -1,4 +1,4 @@
-"""`thinct.monai.ThinSlicesd`, the MONAI transform, with real MONAI calls on the example crop:
+"""`thinct.integrations.monai.ThinSlicesd`, the MONAI transform, with real MONAI calls on the example crop:
 the affine of thinct's own pipeline (in RAS, and in LPS when the metadata says so), the voxels
 of ThinSlices, labels nearest with their dtype, Compose, Dataset and DataLoader, SaveImage,
 the inverse (directly, through Compose and through Invertd), and clear errors."""
@@ -17,7 +17,7 @@ from conftest import EXAMPLES
 
 import thinct
 from thinct.errors import UsageError
-from thinct.transforms import ThinSlices
+from thinct.integrations.torchio import ThinSlices
 
 monai = pytest.importorskip("monai")
 from monai.data import DataLoader, Dataset, MetaTensor, decollate_batch  # noqa: E402
@@ -30,7 +30,7 @@ from monai.transforms import (  # noqa: E402
     SpatialCropd,
 )
 
-from thinct.monai import ThinSlicesd  # noqa: E402
+from thinct.integrations.monai import ThinSlicesd  # noqa: E402
 
 # MONAI's reader registry announces that the optional GPU DICOM decoder is absent, and itk's
 # SWIG wrappers warn on import: noise that says nothing about thinct.
@@ -232,5 +232,5 @@ def test_missing_keys_and_bad_arguments_are_clear_errors():
 
 
 def test_import_thinct_and_the_cli_do_not_import_monai():
-    code = "import sys, thinct, thinct.cli; sys.exit('monai' in sys.modules)"
+    code = "import sys, thinct, thinct.cli.app; sys.exit('monai' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -11,8 +11,8 @@ from napari_window import needs_window
 from npe2 import PluginManifest
 
 from thinct import read_volume, upsample_volume
-from thinct.interpolate import resample_labels
 from thinct.models import load_model
+from thinct.resample.interpolation import resample_labels
 from thinct_napari._sample_data import EXAMPLE_SCAN
 from thinct_napari.geometry import data_to_world, layer_attributes, layer_transform
 from thinct_napari.windows import WINDOWS

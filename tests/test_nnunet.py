@@ -30,11 +30,11 @@ from cli_helpers import (
 )
 from conftest import EXAMPLES, ROOT
 
-from thinct import __version__
-from thinct.cli import main
+from thinct._version import __version__
+from thinct.cli.app import main
 from thinct.geometry import Grid, thin_grid
-from thinct.interpolate import interpolate
-from thinct.nnunet import JOURNAL
+from thinct.integrations.nnunet.convert import JOURNAL
+from thinct.resample.interpolation import interpolate
 from thinct.volume import Volume
 
 THICK = EXAMPLES / "lidc0002_crop_5mm.nii.gz"

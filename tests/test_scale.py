@@ -32,9 +32,9 @@ import SimpleITK as sitk
 from cli_helpers import assert_ok, show, staging_left, stderr_lines, thinct, thinct_in_process
 from conftest import EXAMPLES, ROOT
 
-from thinct.batch import Job
-from thinct.shards import Shard, Share, job_key
-from thinct.workers import threads_per_worker
+from thinct.batch.jobs import Job
+from thinct.batch.shards import Shard, Share, job_key
+from thinct.batch.workers import threads_per_worker
 
 EXAMPLE = EXAMPLES / "lidc0002_crop_5mm.nii.gz"
 THIN_SIZE = (64, 64, 40)  # 8 slices of 5 mm at 1 mm (edges)

@@ -16,7 +16,7 @@ from conftest import DIRECTIONS, make_image, shared_scan
 import thinct
 from thinct.errors import GeometryError, UsageError
 from thinct.geometry import MAX_RATIO, Grid, slice_axis, slice_centres
-from thinct.simulate import check_slab_options, simulate_thick, slab_plan
+from thinct.resample.simulate import check_slab_options, simulate_thick, slab_plan
 from thinct.volume import Volume
 
 ORIGIN = (-30.0, 20.0, -100.0)

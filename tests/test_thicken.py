@@ -1,4 +1,4 @@
-"""`thinct.thicken`: images on a thin grid back onto their thick grid, with exact slab
+"""`thinct.resample.thicken`: images on a thin grid back onto their thick grid, with exact slab
 weights, majority labels, and refusals for images that were not made from the scan."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from conftest import DIRECTIONS, make_image
 
 from thinct.errors import GeometryError
 from thinct.geometry import Grid, thin_grid
-from thinct.thicken import thicken
+from thinct.resample.thicken import thicken
 
 
 def _thick(direction_name: str = "oblique") -> sitk.Image:

@@ -12,7 +12,7 @@ from conftest import EXAMPLES
 import thinct
 from thinct.errors import UsageError
 from thinct.geometry import Grid, thin_grid
-from thinct.inference import upsample_with_model
+from thinct.inference.engine import upsample_with_model
 from thinct.models import config_from_dict, create_model, list_models, load_model, save_model
 from thinct.models.config import ThickGridConfig
 

@@ -29,13 +29,13 @@ from safetensors.torch import load_file
 
 from thinct.data.crops import CropOptions, CropSampler
 from thinct.data.pairs import normalise, simulated_pair
-from thinct.data.sources import validation_cases
 from thinct.errors import UsageError
 from thinct.io import read_volume
-from thinct.losses import gradient_l1, ssim_2d, training_loss
 from thinct.models import create_model, load_model
-from thinct.train import LOG_FIELDS, train, validate
-from thinct.train_config import TrainConfig, config_to_dict, load_train_config
+from thinct.train.config import TrainConfig, config_to_dict, load_train_config
+from thinct.train.loop import LOG_FIELDS, train, validate
+from thinct.train.losses import gradient_l1, ssim_2d, training_loss
+from thinct.train.sources import validation_cases
 
 CROP = "lidc0002_crop_1.25mm.nii.gz"
 TINY_MODEL = {

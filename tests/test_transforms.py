@@ -17,7 +17,7 @@ from conftest import EXAMPLES
 
 import thinct
 from thinct.errors import GeometryError, ThinctWarning, UsageError
-from thinct.transforms import ThinSlices
+from thinct.integrations.torchio import ThinSlices
 
 THICK = EXAMPLES / "lidc0002_crop_5mm.nii.gz"
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from thinct import metrics
-from thinct.data.sources import validation_cases
-from thinct.inference import upsample_with_model
-from thinct.interpolate import interpolate
+from thinct.evaluate import metrics
+from thinct.inference.engine import upsample_with_model
 from thinct.models import DEFAULT_MODEL, load_model_folder, save_model
 from thinct.models.storage import WEIGHTS_FILE
-from thinct.train_config import load_train_config
+from thinct.resample.interpolation import interpolate
+from thinct.train.config import load_train_config
+from thinct.train.sources import validation_cases
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "thinct" / "weights"
 MAX_MB = 20
@@ -109,7 +109,7 @@ def main() -> None:
             "Training data": (
                 "Thin CT from the shared collection (LIDC-IDRI, InVesalius, TotalSegmentator "
                 "sources), resampled to 1 mm along z; thick slices simulated by 5 mm boxcar "
-                f"slab averaging (`thinct.simulate`):\n\n{data}"
+                f"slab averaging (`thinct.resample.simulate`):\n\n{data}"
             ),
             "Training recipe": recipe,
             "Validation (held out, 5 mm simulated)": (

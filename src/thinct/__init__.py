@@ -1,22 +1,17 @@
 """thinct: synthetic thin-slice CT from thick-slice CT, with exact geometry."""
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("thinct")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
-
-from thinct.errors import ThinctError, ThinctWarning  # noqa: E402
-from thinct.geometry import Grid, ThinGrid, slice_axis, thin_grid  # noqa: E402
-from thinct.inference_options import InferenceOptions  # noqa: E402
-from thinct.interpolate import METHODS, interpolate  # noqa: E402
-from thinct.io import read_volume, write_volume  # noqa: E402
-from thinct.pipeline import upsample_volume  # noqa: E402
-from thinct.simulate import simulate_thick  # noqa: E402
-from thinct.volume import Volume  # noqa: E402
+from thinct._version import __version__
+from thinct.errors import ThinctError, ThinctWarning
+from thinct.geometry import Grid, ThinGrid, slice_axis, thin_grid
+from thinct.inference.options import InferenceOptions
+from thinct.io import read_volume, write_volume
+from thinct.pipeline import upsample_volume
+from thinct.resample.interpolation import METHODS, interpolate
+from thinct.resample.simulate import simulate_thick
+from thinct.volume import Volume
 
 __all__ = [
     "METHODS",
@@ -50,5 +45,5 @@ def __getattr__(name: str) -> Any:
     if name in _FROM_MODELS:
         return getattr(import_module("thinct.models"), name)
     if name == "ThinSlices":
-        return import_module("thinct.transforms").ThinSlices
+        return import_module("thinct.integrations.torchio").ThinSlices
     raise AttributeError(f"module 'thinct' has no attribute {name!r}")

@@ -13,14 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from thinct import __version__
-from thinct.consistency import check_consistency, enforce_consistency
+from thinct._version import __version__
 from thinct.errors import OutputError, ThinctError, ThinctWarning, UsageError
 from thinct.geometry import Grid, thin_grid
-from thinct.inference_options import CancelCallback, InferenceOptions
-from thinct.interpolate import ProgressCallback, interpolate
+from thinct.inference.options import CancelCallback, InferenceOptions
 from thinct.io import hounsfield_warning, output_request, read_volume, write_volume
-from thinct.simulate import simulate_thick
+from thinct.resample.consistency import check_consistency, enforce_consistency
+from thinct.resample.interpolation import ProgressCallback, interpolate
+from thinct.resample.simulate import simulate_thick
 from thinct.volume import Volume
 
 if TYPE_CHECKING:  # torch loads only when a model runs: commands without one start fast
@@ -81,12 +81,12 @@ def upsample_volume(
     unused); otherwise the classical interpolation ``method`` does. Either way ``cancel`` is
     polled as the work goes on and stops it with `thinct.errors.Cancelled`.
     ``consistency`` (``boxcar`` or ``gaussian``, the thick scan's slice profile) then corrects
-    the thin slices so that they average back to the thick ones (`thinct.consistency`).
+    the thin slices so that they average back to the thick ones (`thinct.resample.consistency`).
     """
     check_consistency(consistency)
     thin = thin_grid(Grid.of(volume.image), spacing=spacing, factor=factor, align=align)
     if model is not None:
-        from thinct.inference import upsample_with_model
+        from thinct.inference.engine import upsample_with_model
 
         result = upsample_with_model(volume, thin, model, options, progress, cancel)
     else:

@@ -1,7 +1,7 @@
 """The "Batch thin slices" panel: a folder of thick scans to a folder of thin ones, for the
 detectors and pipelines that only accept thin input.
 
-It runs the jobs of ``thinct upsample IN_FOLDER OUT_FOLDER``: `thinct.batch.plan_jobs` finds
+It runs the jobs of ``thinct upsample IN_FOLDER OUT_FOLDER``: `thinct.batch.jobs.plan_jobs` finds
 the scans (volume files and DICOM series folders, below the input folder too) and names the
 outputs, and each scan goes through `thinct.pipeline.upsample_file`, so outputs are int16 HU
 files with the input's geometry, written atomically, and identical to the command line's. One
@@ -16,7 +16,7 @@ from typing import Any
 
 from magicgui.widgets import Container, FileEdit, RadioButtons, Table
 
-from thinct.batch import Job, Outcome, attempt, plan_jobs, skipped
+from thinct.batch.jobs import Job, Outcome, attempt, plan_jobs, skipped
 from thinct.errors import ThinctError, UsageError
 from thinct.io import volume_suffix
 from thinct.pipeline import upsample_file

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from thinct.batch import is_scan
+from thinct.batch.jobs import is_scan
 from thinct.io import read_volume, volume_suffix
 from thinct.volume import Volume
 from thinct_napari.geometry import layer_transform

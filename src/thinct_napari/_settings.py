@@ -18,8 +18,8 @@ from magicgui.widgets import (
 
 from thinct.errors import UsageError
 from thinct.geometry import ALIGNMENTS, MAX_RATIO, check_target_options
-from thinct.inference_options import DEVICES, PRECISIONS, InferenceOptions
-from thinct.interpolate import METHODS
+from thinct.inference.options import DEVICES, PRECISIONS, InferenceOptions
+from thinct.resample.interpolation import METHODS
 
 if TYPE_CHECKING:  # torch loads with the first model
     from torch import nn
@@ -33,8 +33,8 @@ _METHOD = "method:"
 def _engine_choices() -> list[tuple[str, str]]:
     """Shipped models first (the default on top), then a model folder, a Hub model, the Hub
     models already in the cache, and the classical interpolations."""
-    from thinct.hub import cached_models
     from thinct.models import DEFAULT_MODEL, list_models
+    from thinct.models.hub import cached_models
 
     shipped = sorted(
         (entry.name for entry in list_models() if entry.weights is not None),
@@ -97,7 +97,7 @@ class ModelCache:
             return None
         key = (settings.model_spec, settings.options.device)
         if key not in self._models:
-            from thinct.inference import load_checked_model
+            from thinct.inference.engine import load_checked_model
 
             self._models[key] = load_checked_model(settings.model_spec, settings.options)
         return self._models[key]
@@ -188,7 +188,7 @@ class EngineSettings:
             precision=self.precision.value,
         )
         if spec is not None:
-            from thinct.inference import check_options
+            from thinct.inference.engine import check_options
 
             check_options(options)  # an unavailable device fails now, not in the thread
         return Settings(spec, method, spacing, factor, self.align.value, options)

@@ -18,9 +18,9 @@ from napari.utils.notifications import show_warning
 
 from thinct.errors import GeometryError, ThinctError, UsageError
 from thinct.geometry import Grid, grid_difference, slice_axis
-from thinct.interpolate import resample_labels
 from thinct.io import check_volume, hounsfield_warning
 from thinct.pipeline import upsample_volume
+from thinct.resample.interpolation import resample_labels
 from thinct.volume import Volume
 from thinct_napari._compare import SideBySide
 from thinct_napari._controls import Ended, Hooks, RunControls
@@ -244,7 +244,7 @@ def _grid(layer: Any) -> Grid:
 
 def _provenance(settings: Settings) -> dict[str, Any]:
     """Kept in the result layer's metadata: how these synthetic slices were made."""
-    from thinct import __version__
+    from thinct._version import __version__
 
     return {
         "version": __version__,

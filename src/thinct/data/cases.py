@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from thinct.data.pairs import resample_axis
 from thinct.geometry import Grid, ThinGrid, slice_axis, thin_grid
-from thinct.simulate import simulate_thick
+from thinct.resample.simulate import simulate_thick
 from thinct.volume import Volume
 
 

@@ -30,7 +30,7 @@ from thinct.data.pairs import HU_MAX, HU_MIN, Pair, _slices_first
 from thinct.errors import GeometryError, ThinctWarning, UsageError
 from thinct.geometry import Grid, ThinGrid, slice_axis
 from thinct.io import read_volume
-from thinct.train_config import LAYOUTS
+from thinct.train.config import LAYOUTS
 from thinct.volume import Volume
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")

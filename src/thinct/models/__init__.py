@@ -43,11 +43,11 @@ def load_model(spec: str | Path | None = None) -> nn.Module:
     ``spec`` is ``None`` (the default model, `DEFAULT_MODEL`, whose weights ship inside the
     package), a registry name with shipped weights, a model folder (``config.json`` +
     ``model.safetensors``), a Hub model ``hf://owner/repo[@revision][/subfolder]`` (see
-    `thinct.hub`) or an official checkpoint file.
+    `thinct.models.hub`) or an official checkpoint file.
     """
     spec = DEFAULT_MODEL if spec is None else spec
     if isinstance(spec, str) and spec.startswith("hf://"):
-        from thinct.hub import load_hub_model  # the Hub client loads only when it is used
+        from thinct.models.hub import load_hub_model  # the Hub client loads only when it is used
 
         return load_hub_model(spec)
     path = Path(spec)

@@ -21,9 +21,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from thinct import __version__
+from thinct._version import __version__
 from thinct.errors import InputError, OutputError, ThinctError
-from thinct.jsonfile import read_json
+from thinct.io.jsonfile import read_json
 from thinct.models.config import config_from_dict
 from thinct.models.registry import build_model
 

@@ -1,7 +1,7 @@
 """`ThinSlicesd`: thick-slice CT to thin slices as a MONAI dictionary transform.
 
 MONAI pipelines (``LoadImaged`` -> ... -> a network) get thinct's models as one more step of a
-``Compose``. The work is done by `thinct.transforms.ThinSlices`, the TorchIO transform, so both
+``Compose``. The work is done by `thinct.integrations.torchio.ThinSlices`, the TorchIO transform, so both
 front ends make identical voxels: each MetaTensor becomes a TorchIO image with its affine in
 RAS (TorchIO's convention; MONAI's too unless ``meta["space"]`` says LPS), and comes back as a
 MetaTensor on the thin grid with its other metadata kept.
@@ -32,8 +32,8 @@ from monai.utils import MetaKeys, SpaceKeys, TraceKeys, convert_to_numpy, ensure
 from torchio.data.io import get_sitk_metadata_from_ras_affine
 
 from thinct.errors import UsageError
-from thinct.inference_options import InferenceOptions
-from thinct.transforms import ThinSlices
+from thinct.inference.options import InferenceOptions
+from thinct.integrations.torchio import ThinSlices
 
 if TYPE_CHECKING:
     from torch import nn
@@ -57,7 +57,7 @@ class ThinSlicesd(MapTransform, InvertibleTransform):
         label_keys: Keys that hold labels (nearest neighbour, dtype kept); a label key missing
             from ``keys`` is added to them.
         model, spacing, factor, align, method, device, precision, tile, tile_overlap,
-            z_overlap, batch_size: As for `thinct.transforms.ThinSlices`. The model loads on
+            z_overlap, batch_size: As for `thinct.integrations.torchio.ThinSlices`. The model loads on
             the first image, once per process (each DataLoader worker loads its own).
         allow_missing_keys: Skip keys that a data dictionary lacks instead of raising.
 

@@ -16,7 +16,7 @@ from thinct.errors import UsageError
 from thinct.geometry import slice_axis
 from thinct.io import read_volume, volume_suffix
 from thinct.io.dicom import is_dicom_folder
-from thinct.train_config import DataSection, Source
+from thinct.train.config import DataSection, Source
 from thinct.volume import Volume
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from thinct.atomic import replacing
+from thinct.io.atomic import replacing
 
 # Display windows (low, high) in HU.
 WINDOWS: dict[str, tuple[float, float]] = {

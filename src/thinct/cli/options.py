@@ -12,11 +12,11 @@ from typing import Annotated, Any
 
 import typer
 
-from thinct.consistency import CONSISTENCY_CHOICES
 from thinct.errors import UsageError
 from thinct.geometry import ALIGNMENTS
-from thinct.inference_options import DEVICES, PRECISIONS, InferenceOptions
-from thinct.interpolate import METHODS
+from thinct.inference.options import DEVICES, PRECISIONS, InferenceOptions
+from thinct.resample.consistency import CONSISTENCY_CHOICES
+from thinct.resample.interpolation import METHODS
 
 
 def _choices(name: str, values: tuple[str, ...]) -> Any:

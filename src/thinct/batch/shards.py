@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from thinct.batch import Job
+from thinct.batch.jobs import Job
 from thinct.errors import UsageError
 
 _SHARD = re.compile(r"([0-9]+)/([0-9]+)")

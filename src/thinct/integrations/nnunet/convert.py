@@ -30,18 +30,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import SimpleITK as sitk
 
-from thinct import __version__
-from thinct.atomic import write_text
-from thinct.batch import Job, Outcome, run_jobs
+from thinct._version import __version__
+from thinct.batch.jobs import Job, Outcome, run_jobs
 from thinct.errors import GeometryError, InputError, OutputError, ThinctError, UsageError
 from thinct.geometry import Grid, ThinGrid, grid_difference, thin_grid
-from thinct.inference_options import InferenceOptions
-from thinct.interpolate import interpolate, resample_labels
+from thinct.inference.options import InferenceOptions
 from thinct.io import Format, hounsfield_warning, output_format, read_volume, write_volume
+from thinct.io.atomic import write_text
+from thinct.io.jsonfile import read_json
 from thinct.io.native import first_reason, native_stderr_captured
-from thinct.jsonfile import read_json
 from thinct.reporting import out_of_memory
-from thinct.thicken import thicken
+from thinct.resample.interpolation import interpolate, resample_labels
+from thinct.resample.thicken import thicken
 from thinct.volume import Volume
 
 if TYPE_CHECKING:  # torch loads only when a model runs
@@ -544,7 +544,7 @@ def _thin_channel(
         return interpolate(volume, thin, NON_CT_METHOD, progress)
     if model is None:
         return interpolate(volume, thin, str(recipe.method), progress)
-    from thinct.inference import upsample_with_model
+    from thinct.inference.engine import upsample_with_model
 
     return upsample_with_model(volume, thin, model, options, progress)
 

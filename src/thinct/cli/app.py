@@ -18,11 +18,13 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from thinct import __version__
-from thinct.batch import Job, Outcome, plan_jobs, run_jobs, skipped
-from thinct.cli_hub import models, push
-from thinct.cli_nnunet import app as nnunet_app
-from thinct.cli_options import (
+from thinct._version import __version__
+from thinct.batch.jobs import Job, Outcome, plan_jobs, run_jobs, skipped
+from thinct.batch.shards import Share, finish_torchrun_process, use_local_gpu
+from thinct.batch.workers import Task, run_in_workers, sigterm_as_interrupt
+from thinct.cli.hub import models, push
+from thinct.cli.nnunet import app as nnunet_app
+from thinct.cli.options import (
     Align,
     AlignOption,
     BatchSize,
@@ -43,16 +45,14 @@ from thinct.cli_options import (
     engine_options,
     refuse_engine_options_with_method,
 )
+from thinct.cli.summary import format_summary, scan_summary
 from thinct.errors import ThinctError, ThinctWarning, UsageError
 from thinct.geometry import check_target_options
-from thinct.inference_options import InferenceOptions
+from thinct.inference.options import InferenceOptions
 from thinct.io import read_volume
 from thinct.pipeline import simulate_file, upsample_file
 from thinct.reporting import Reporter, os_failure, out_of_memory
-from thinct.shards import Share, finish_torchrun_process, use_local_gpu
-from thinct.simulate import check_slab_options
-from thinct.summary import format_summary, scan_summary
-from thinct.workers import Task, run_in_workers, sigterm_as_interrupt
+from thinct.resample.simulate import check_slab_options
 
 # torch, and the modules that use it, load inside the commands that run a model (upsample
 # without --method, convert, train): every other command, and --help, starts in a fraction
@@ -163,7 +163,7 @@ def _run_command(
     """Plan and run jobs with progress and one-line reporting; exit with the right code.
 
     Under torchrun, each process exits with its own code, but one with failures first waits
-    for the others: torchrun would stop them as soon as it exits (`thinct.shards`).
+    for the others: torchrun would stop them as soon as it exits (`thinct.batch.shards`).
     """
     with Reporter(quiet=quiet) as reporter:
         try:
@@ -359,7 +359,7 @@ def upsample(
         if method is not None:
             refuse_engine_options_with_method(model_spec, options)
             return
-        from thinct.inference import load_checked_model
+        from thinct.inference.engine import load_checked_model
         from thinct.models import model_display_name
 
         use_local_gpu(options.device)  # under torchrun, before the model loads
@@ -620,7 +620,7 @@ def evaluate(
 
     Example: thinct evaluate scans/ --out report --method bspline --model models/mine
     """
-    from thinct.evaluate import (
+    from thinct.evaluate.run import (
         Simulation,
         parse_slices,
         plan_evaluation,
@@ -679,8 +679,8 @@ def train(
     """
     with Reporter(quiet=quiet) as reporter:
         try:
-            from thinct.train import train as run_training
-            from thinct.train_config import load_train_config
+            from thinct.train.config import load_train_config
+            from thinct.train.loop import train as run_training
 
             result = run_training(load_train_config(config), resume=resume, report=reporter.info)
         except ThinctError as error:

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from thinct.errors import Cancelled, UsageError
 from thinct.geometry import Grid, ThinGrid
-from thinct.inference_options import CancelCallback
+from thinct.inference.options import CancelCallback
 from thinct.volume import Volume
 
 INTERPOLATORS: dict[str, int] = {

@@ -32,10 +32,10 @@ from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from typing import Any, NoReturn
 
-from thinct.batch import Job, Outcome, attempt, failure, skipped
+from thinct.batch.jobs import Job, Outcome, attempt, failure, skipped
+from thinct.batch.shards import use_local_gpu
 from thinct.errors import ThinctError, ThinctWarning
 from thinct.io import STAGING_SUFFIX
-from thinct.shards import use_local_gpu
 
 # How long stopped workers may take to leave the C++ call they are in (a model's forward pass,
 # an ITK resampling) before they are killed outright.

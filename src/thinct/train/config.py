@@ -23,7 +23,7 @@ LAYOUTS = ("rplhr", "cthnet")
 LOSSES = ("l1", "l1+ssim", "l1+gradient")
 SCHEDULES = ("cosine", "plateau")
 AMP_MODES = ("off", "bf16", "fp16")
-PROFILES = ("boxcar", "gaussian")  # thinct.simulate.PROFILES, without importing SimpleITK
+PROFILES = ("boxcar", "gaussian")  # thinct.resample.simulate.PROFILES, without importing SimpleITK
 # Counts that must be at least 1 (the others may be 0), and the allowed range of numbers.
 _POSITIVE_INTS = (
     "steps",

@@ -37,9 +37,9 @@ from torch import nn
 
 from thinct.errors import Cancelled, UsageError
 from thinct.geometry import ThinGrid
-from thinct.inference_options import DEVICES, PRECISIONS, CancelCallback, InferenceOptions
-from thinct.interpolate import ProgressCallback
-from thinct.runtime import tune_allocator
+from thinct.inference.options import DEVICES, PRECISIONS, CancelCallback, InferenceOptions
+from thinct.inference.runtime import tune_allocator
+from thinct.resample.interpolation import ProgressCallback
 from thinct.volume import Volume
 
 HU_MIN, HU_MAX = -1024.0, 2048.0

@@ -32,7 +32,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from thinct import __version__
+from thinct._version import __version__
 from thinct.errors import InputError, OutputError, ThinctError, UsageError
 from thinct.models.config import CONFIG_CLASSES
 from thinct.models.storage import (

@@ -37,17 +37,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from thinct import metrics
-from thinct.atomic import replacing, write_text
 from thinct.data.cases import Case
 from thinct.data.crops import CropOptions, CropSampler
-from thinct.data.sources import training_pairs, validation_cases
 from thinct.errors import UsageError
-from thinct.inference import resolve_device, upsample_with_model
-from thinct.inference_options import InferenceOptions
-from thinct.losses import training_loss
+from thinct.evaluate import metrics
+from thinct.inference.engine import resolve_device, upsample_with_model
+from thinct.inference.options import InferenceOptions
+from thinct.io.atomic import replacing, write_text
 from thinct.models import create_model, save_model
-from thinct.train_config import TrainConfig, config_to_dict
+from thinct.train.config import TrainConfig, config_to_dict
+from thinct.train.losses import training_loss
+from thinct.train.sources import training_pairs, validation_cases
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FOLDER = "best"

@@ -26,10 +26,10 @@ from torchio.data.io import nib_to_sitk, sitk_to_nib
 
 from thinct.errors import GeometryError, ThinctWarning, UsageError
 from thinct.geometry import ALIGNMENTS, Grid, check_target_options, grid_difference, thin_grid
-from thinct.inference_options import InferenceOptions
-from thinct.interpolate import METHODS, interpolate
+from thinct.inference.options import InferenceOptions
 from thinct.io import hounsfield_warning
-from thinct.thicken import thicken
+from thinct.resample.interpolation import METHODS, interpolate
+from thinct.resample.thicken import thicken
 from thinct.volume import Volume
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class ThinSlices(tio.SpatialTransform):
                 raise UsageError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
             if self.model is not None:
                 raise UsageError("give either a model or a method, not both")
-        from thinct.inference import check_options
+        from thinct.inference.engine import check_options
 
         check_options(self.options)
 
@@ -149,7 +149,7 @@ class ThinSlices(tio.SpatialTransform):
         if self._loaded is None:
             from torch import nn
 
-            from thinct.inference import check_options
+            from thinct.inference.engine import check_options
             from thinct.models import load_model
 
             model = self.model
@@ -205,7 +205,7 @@ class ThinSlices(tio.SpatialTransform):
             warnings.warn(f"image {name!r}: {message}", ThinctWarning, stacklevel=4)
         if self.method is not None:
             return interpolate(volume, thin, method=self.method).image
-        from thinct.inference import upsample_with_model
+        from thinct.inference.engine import upsample_with_model
 
         return upsample_with_model(volume, thin, self._network(), self.options).image
 

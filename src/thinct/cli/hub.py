@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from thinct.cli_options import Quiet
+from thinct.cli.options import Quiet
 from thinct.errors import ThinctError, UsageError
 from thinct.reporting import Reporter
 
@@ -16,8 +16,8 @@ from thinct.reporting import Reporter
 def _model_rows() -> list[dict[str, str]]:
     """Registered models (shipped weights or untrained configurations), then thinct models
     in the Hub cache; each row names the spec to give ``--model``."""
-    from thinct.hub import cached_models
     from thinct.models import DEFAULT_MODEL, list_models
+    from thinct.models.hub import cached_models
 
     rows = []
     for entry in list_models():
@@ -101,7 +101,7 @@ def push(
     """
     with Reporter(quiet=quiet) as reporter:
         try:
-            from thinct.hub import push_model
+            from thinct.models.hub import push_model
 
             if not Path(folder).exists():
                 raise UsageError(f"{folder}: no such folder")

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from thinct.errors import UsageError
-from thinct.metrics import ssim_map
-from thinct.train_config import LOSSES
+from thinct.evaluate.metrics import ssim_map
+from thinct.train.config import LOSSES
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:

@@ -5,10 +5,10 @@ A case is a thick scan and its thin reference on exactly the grid a method must 
 simulator, or real pairs from a dataset folder (`thinct.data.layouts`). A method is a
 classical interpolation or a model run by the sliding-window engine. For every case and
 method the report has PSNR, SSIM, lung-window PSNR, the Frangi structure score
-(`thinct.metrics`) and the seconds the method took to make the thin scan.
+(`thinct.evaluate.metrics`) and the seconds the method took to make the thin scan.
 
 The report folder holds ``results.csv`` (one row per case and method), ``summary.md`` (means
-per method and the difference to B-spline) and ``figures/CASE.png`` (`thinct.figures`). Every
+per method and the difference to B-spline) and ``figures/CASE.png`` (`thinct.evaluate.figures`). Every
 file is written under a hidden name and renamed into place, and all of them are rewritten
 after each case, so an interrupted run leaves a consistent report of the cases done so far.
 
@@ -32,17 +32,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from thinct import metrics
-from thinct.atomic import write_text
-from thinct.consistency import check_consistency, enforce_consistency
 from thinct.data.cases import Case, simulated_case
 from thinct.data.pairs import slice_range
 from thinct.errors import OutputError, ThinctError, ThinctWarning, UsageError
+from thinct.evaluate import metrics
 from thinct.geometry import slice_axis
-from thinct.inference_options import InferenceOptions
-from thinct.interpolate import METHODS, interpolate
+from thinct.inference.options import InferenceOptions
 from thinct.io import read_volume, volume_suffix
-from thinct.simulate import check_slab_options
+from thinct.io.atomic import write_text
+from thinct.resample.consistency import check_consistency, enforce_consistency
+from thinct.resample.interpolation import METHODS, interpolate
+from thinct.resample.simulate import check_slab_options
 from thinct.volume import Volume
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def model_method(model: Any, name: str, options: InferenceOptions | None = None)
     """A model run by the sliding-window engine as a method."""
 
     def run(case: Case) -> Volume:
-        from thinct.inference import upsample_with_model
+        from thinct.inference.engine import upsample_with_model
 
         return upsample_with_model(case.thick, case.grid, model, options)
 
@@ -209,7 +209,7 @@ def evaluate_case(
     fixed: dict[str, Any] = {}
     panels: dict[str, Any] = {}
     if figure is not None:
-        from thinct import figures
+        from thinct.evaluate import figures
 
         window = figures.WINDOWS[figure.window]
         thick = case.slices_first(interpolate(case.thick, case.grid, method="nearest"))
@@ -252,7 +252,7 @@ def _draw_case(
     figure: FigureRequest,
     spacing: tuple[float, float, float],
 ) -> None:
-    from thinct import figures
+    from thinct.evaluate import figures
 
     by_name = {r.method: r for r in results}
     models = [m.name for m in methods if m.is_model]
@@ -389,7 +389,7 @@ def thin_scan_cases(
     """Cases from thin scans: files, DICOM series folders, folders of scans (searched below,
     named by their path inside the folder) or quoted glob patterns. The report folder is never
     searched."""
-    from thinct.batch import plan_jobs
+    from thinct.batch.jobs import plan_jobs
 
     simulation.check()
     sources = []
@@ -715,7 +715,7 @@ class Evaluation:
 
 def load_models(specs: Sequence[str | None], options: InferenceOptions) -> list[tuple[str, Any]]:
     """(name, model) for each spec, checked against the engine options."""
-    from thinct.inference import load_checked_model
+    from thinct.inference.engine import load_checked_model
     from thinct.models import model_display_name
 
     return [(model_display_name(spec), load_checked_model(spec, options)) for spec in specs]
@@ -745,7 +745,7 @@ def plan_evaluation(
     ``consistency`` (a slice profile) adds each method once more, its thin slices made
     consistent with the thick ones (`with_consistency`).
     """
-    from thinct.figures import WINDOWS
+    from thinct.evaluate.figures import WINDOWS
 
     options = options or InferenceOptions()
     if not inputs:

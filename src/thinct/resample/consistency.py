@@ -1,7 +1,7 @@
 """Data consistency: thin slices that give back the thick slices they were made from.
 
 A thick slice is the slice-profile-weighted mean of the thin signal over its slab (see
-`thinct.simulate`). When that profile is known, the thin slices any method produced can be
+`thinct.resample.simulate`). When that profile is known, the thin slices any method produced can be
 corrected so that they reproduce every thick slice exactly: the smallest change (in the least
 squares sense) that does it is the orthogonal projection onto the set of volumes consistent
 with the thick scan,
@@ -26,7 +26,7 @@ import SimpleITK as sitk
 
 from thinct.errors import UsageError
 from thinct.geometry import ThinGrid
-from thinct.simulate import PROFILES, profile_weights
+from thinct.resample.simulate import PROFILES, profile_weights
 from thinct.volume import Volume
 
 CONSISTENCY_CHOICES: tuple[str, ...] = ("none", *PROFILES)

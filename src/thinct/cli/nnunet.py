@@ -3,7 +3,7 @@ predicted on the thin slices back onto the thick scans (`restore`).
 
 The options of `convert` are those of `thinct upsample` that make sense for a dataset (no
 --dtype: CT is written int16 HU, as nnU-Net expects; no --series: datasets hold files). torch
-loads only when a model runs, as in `thinct.cli`.
+loads only when a model runs, as in `thinct.cli.app`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from thinct.batch import Outcome
-from thinct.cli_options import (
+from thinct.batch.jobs import Outcome
+from thinct.cli.options import (
     Align,
     AlignOption,
     BatchSize,
@@ -35,8 +35,8 @@ from thinct.cli_options import (
 )
 from thinct.errors import ThinctError
 from thinct.geometry import check_target_options
-from thinct.inference_options import InferenceOptions
-from thinct.nnunet import (
+from thinct.inference.options import InferenceOptions
+from thinct.integrations.nnunet.convert import (
     CaseResult,
     Conversion,
     Recipe,
@@ -139,7 +139,7 @@ def convert(
                 refuse_engine_options_with_method(model_spec, options)
                 recipe = Recipe(method=method.value, **target_options)
             else:
-                from thinct.inference import load_checked_model  # torch, only for a model
+                from thinct.inference.engine import load_checked_model  # torch, only for a model
 
                 model = load_checked_model(model_spec, options)
                 recipe = model_recipe(model_spec, model, **target_options)

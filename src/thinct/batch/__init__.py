@@ -1,0 +1,1 @@
+"""Many scans as jobs: planning inputs and outputs, shards across machines, worker processes."""

@@ -1,0 +1,1 @@
+"""`thinct evaluate`: metrics, cases, methods, scoring, reports and figures."""

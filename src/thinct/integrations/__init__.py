@@ -1,0 +1,1 @@
+"""thinct inside other tools' pipelines: TorchIO, MONAI and nnU-Net."""

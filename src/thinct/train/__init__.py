@@ -1,0 +1,1 @@
+"""`thinct train`: the recipe, its data, losses and the training loop."""
