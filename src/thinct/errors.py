@@ -7,6 +7,10 @@ Anything else escaping is a bug in thinct and keeps its traceback.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class ThinctError(Exception):
     """A failure while processing a volume (exit code 1)."""
@@ -38,3 +42,24 @@ class Cancelled(ThinctError):
 
 class ThinctWarning(UserWarning):
     """Something looks wrong but processing can go on (e.g. intensities that are not HU)."""
+
+
+@contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """The messages of the `ThinctWarning`s raised inside, every one of them (also repeats
+    from the same line, which Python would show once), in a list filled when the block ends.
+
+    Front ends print them their own way: between progress-bar redraws, from a worker process
+    back in the main one, or in a napari notification.
+    """
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ThinctWarning)
+        try:
+            yield messages
+        finally:
+            messages.extend(
+                str(warning.message)
+                for warning in caught
+                if issubclass(warning.category, ThinctWarning)
+            )

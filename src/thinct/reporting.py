@@ -23,6 +23,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from thinct.errors import collected_warnings
+
 
 def _own_stderr() -> TextIO | None:
     """A stream on a duplicate of the stderr file descriptor, or None when stderr has no
@@ -97,6 +99,18 @@ class Reporter:
 
     def error(self, message: str) -> None:
         self.console.print(f"error: {message}", style="red", markup=False)
+
+    @contextmanager
+    def warnings_reported(self) -> Iterator[None]:
+        """Report the `ThinctWarning`s raised inside as one ``warning:`` line each when the
+        block ends (also when it ends with an error)."""
+        messages: list[str] = []
+        try:
+            with collected_warnings() as messages:
+                yield
+        finally:
+            for message in messages:
+                self.warning(message)
 
 
 def out_of_memory(error: MemoryError) -> str:

@@ -22,7 +22,6 @@ import shutil
 import signal
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -34,7 +33,7 @@ from typing import Any, NoReturn
 
 from thinct.batch.jobs import Job, Outcome, attempt, failure, skipped
 from thinct.batch.shards import use_local_gpu
-from thinct.errors import ThinctError, ThinctWarning
+from thinct.errors import ThinctError, collected_warnings
 from thinct.io import STAGING_SUFFIX
 
 # How long stopped workers may take to leave the C++ call they are in (a model's forward pass,
@@ -302,8 +301,6 @@ def _failing(error: ThinctError) -> Callable[[Job], None]:
 def _attempt_recording_warnings(job: Job, process: Callable[[Job], None]) -> Outcome:
     """The job's outcome with the thinct warnings it raised, which only the main process may
     print (between its progress bar's redraws)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ThinctWarning)
+    with collected_warnings() as messages:
         outcome = attempt(job, process)
-    messages = tuple(str(w.message) for w in caught if issubclass(w.category, ThinctWarning))
-    return replace(outcome, warnings=messages)
+    return replace(outcome, warnings=tuple(messages))

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+from thinct.cli.boundary import error_boundary
 from thinct.cli.options import Quiet
-from thinct.errors import ThinctError, UsageError
+from thinct.errors import UsageError
 from thinct.reporting import Reporter
 
 
@@ -53,12 +54,8 @@ def models(
 
     Any model folder, official checkpoint or hf://owner/repo[@revision] works as well.
     """
-    with Reporter(quiet=True) as reporter:
-        try:
-            rows = _model_rows()
-        except ThinctError as error:
-            reporter.error(str(error))
-            raise typer.Exit(error.exit_code) from None
+    with Reporter(quiet=True) as reporter, error_boundary(reporter):
+        rows = _model_rows()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -100,7 +97,7 @@ def push(
     Example: thinct push runs/mine/best my-lab/thinct-chest
     """
     with Reporter(quiet=quiet) as reporter:
-        try:
+        with error_boundary(reporter):
             from thinct.models.hub import push_model
 
             if not Path(folder).exists():
@@ -108,7 +105,4 @@ def push(
             spec = push_model(
                 folder, repo_id, private=private, branch=branch, message=message, token=token
             )
-        except ThinctError as error:
-            reporter.error(str(error))
-            raise typer.Exit(error.exit_code) from None
         reporter.info(f"pushed {folder}; load it with --model {spec}")

@@ -1,8 +1,9 @@
 """Command-line options that several commands share, declared once.
 
 `thinct upsample`, `thinct evaluate` and `thinct nnunet convert` all run the interpolation
-baselines or the sliding-window engine: their choices are made from the tuples the library
-checks against, and the engine options carry the same names, defaults and help everywhere.
+baselines or the sliding-window engine; `upsample` and `simulate` read the same inputs and
+write the same outputs. Every list of choices is made from the tuple its owner in the library
+checks against, and each option carries the same name, default and help everywhere.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from typing import Annotated, Any
 
 import typer
 
+from thinct.data.layouts import LAYOUTS
 from thinct.errors import UsageError
+from thinct.evaluate.figures import WINDOWS
 from thinct.geometry import ALIGNMENTS
 from thinct.inference.options import DEVICES, PRECISIONS, InferenceOptions
+from thinct.io import OUTPUT_TYPES
 from thinct.resample.consistency import CONSISTENCY_CHOICES
 from thinct.resample.interpolation import METHODS
+from thinct.resample.profiles import PROFILES
 
 
 def _choices(name: str, values: tuple[str, ...]) -> Any:
@@ -29,6 +34,48 @@ Align = _choices("Align", ALIGNMENTS)
 Device = _choices("Device", DEVICES)
 Precision = _choices("Precision", PRECISIONS)
 Consistency = _choices("Consistency", CONSISTENCY_CHOICES)
+Profile = _choices("Profile", PROFILES)
+OutputType = _choices("OutputType", OUTPUT_TYPES)
+Layout = _choices("Layout", LAYOUTS)
+Window = _choices("Window", tuple(WINDOWS))
+
+Inputs = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="IN... OUT",
+        help="Input scan(s): files, DICOM series folders, folders of scans or quoted glob "
+        "patterns; the last argument is the output file, or the output folder for several inputs.",
+        show_default=False,
+    ),
+]
+Series = Annotated[
+    str | None,
+    typer.Option(
+        "--series", metavar="UID", help="Series Instance UID in a multi-series DICOM folder."
+    ),
+]
+Dtype = Annotated[
+    OutputType, typer.Option("--dtype", help="Output voxel type (DICOM output is always int16).")
+]
+Workers = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        metavar="N",
+        min=1,
+        help="Process N files of a batch at once, in separate processes (see docs/scale.md).",
+    ),
+]
+ShardOption = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="I/N",
+        help="Process only share I of N (counted from 1) of the files, so that N machines split "
+        "the same inputs (under torchrun: each process its part of it).",
+        show_default=False,
+    ),
+]
 
 Spacing = Annotated[
     float | None,
@@ -114,15 +161,24 @@ __all__ = [
     "ConsistencyOption",
     "Device",
     "DeviceOption",
+    "Dtype",
     "Factor",
+    "Inputs",
+    "Layout",
     "Method",
+    "OutputType",
     "Overwrite",
     "Precision",
     "PrecisionOption",
+    "Profile",
     "Quiet",
+    "Series",
+    "ShardOption",
     "Spacing",
     "Tile",
     "TileOverlap",
+    "Window",
+    "Workers",
     "ZOverlap",
     "engine_options",
     "refuse_engine_options_with_method",

@@ -30,9 +30,9 @@ from thinct.data.pairs import HU_MAX, HU_MIN, Pair, _slices_first
 from thinct.errors import GeometryError, ThinctWarning, UsageError
 from thinct.geometry import Grid, ThinGrid, slice_axis
 from thinct.io import read_volume
-from thinct.train.config import LAYOUTS
 from thinct.volume import Volume
 
+LAYOUTS: tuple[str, ...] = ("rplhr", "cthnet")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 # Thin and thick folder names: under each split (rplhr), under the dataset folder (cthnet).
 RPLHR_FOLDERS = ("1mm", "5mm")

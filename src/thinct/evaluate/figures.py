@@ -9,7 +9,8 @@ thick input differs most from the reference in the display window (smoothed over
 centimetre): where thin slices have the most to add.
 
 matplotlib is imported inside the functions, and only its object-oriented API (no pyplot), so
-it never touches a display or the process-wide backend.
+it never touches a display or the process-wide backend; SciPy too, so that the command line
+builds its ``--window`` choices from `WINDOWS` without loading either.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from thinct.io.atomic import replacing
 
@@ -83,6 +83,8 @@ def choose_box(
     ``spacing`` is (slices, rows, columns) in mm. The search runs on a grid of about 2 mm, so
     it takes a moment even for a whole scan.
     """
+    from scipy.ndimage import gaussian_filter  # here: the CLI reads WINDOWS without SciPy
+
     shape = reference.shape
     steps = [max(1, round(2.0 / s)) for s in spacing]
     coarse = tuple(slice(None, None, step) for step in steps)

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -37,15 +38,29 @@ from torch import nn
 
 from thinct.errors import Cancelled, UsageError
 from thinct.geometry import ThinGrid
-from thinct.inference.options import DEVICES, PRECISIONS, CancelCallback, InferenceOptions
+from thinct.inference.options import (
+    AUTOCAST_PRECISIONS,
+    DEVICES,
+    PRECISIONS,
+    CancelCallback,
+    InferenceOptions,
+)
 from thinct.inference.runtime import tune_allocator
 from thinct.resample.interpolation import ProgressCallback
 from thinct.volume import Volume
 
 HU_MIN, HU_MAX = -1024.0, 2048.0
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_AUTOCAST_DTYPES = dict(zip(AUTOCAST_PRECISIONS, (torch.bfloat16, torch.float16), strict=True))
 # A thin slice closer than this (in slots) to a model slot is that slot.
 _SLOT_EPS = 1e-4
+
+
+def precision_context(device: torch.device, precision: str) -> AbstractContextManager[Any]:
+    """``torch.autocast`` for the autocast precisions (bf16, fp16), no change for any other
+    (fp32, or training's ``off``): one mapping for inference and training."""
+    if precision in _AUTOCAST_DTYPES:
+        return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
+    return nullcontext()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -310,11 +325,7 @@ def upsample_with_model(
     finish = baseline.restore if options.restore_clipped else (lambda _j, hu: hu)
     blender = _SlotBlender(_SlotWriter(positions, output, finish))
 
-    autocast = (
-        torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[options.precision])
-        if options.precision in _AUTOCAST_DTYPES
-        else nullcontext()
-    )
+    autocast = precision_context(device, options.precision)
     total = len(windows) * len(tiles)
     done = 0
     batch: list[np.ndarray] = []

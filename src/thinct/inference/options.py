@@ -8,7 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
+# Lower-precision arithmetic through torch.autocast, for inference and for training.
+AUTOCAST_PRECISIONS: tuple[str, ...] = ("bf16", "fp16")
+PRECISIONS: tuple[str, ...] = ("fp32", *AUTOCAST_PRECISIONS)
 
 CancelCallback = Callable[[], bool]
 

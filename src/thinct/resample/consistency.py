@@ -26,7 +26,7 @@ import SimpleITK as sitk
 
 from thinct.errors import UsageError
 from thinct.geometry import ThinGrid
-from thinct.resample.simulate import PROFILES, profile_weights
+from thinct.resample.profiles import PROFILES, profile_weights
 from thinct.volume import Volume
 
 CONSISTENCY_CHOICES: tuple[str, ...] = ("none", *PROFILES)

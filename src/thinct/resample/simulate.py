@@ -17,10 +17,8 @@ import SimpleITK as sitk
 
 from thinct.errors import GeometryError, UsageError
 from thinct.geometry import MAX_RATIO, Grid, slice_axis
+from thinct.resample.profiles import PROFILES, profile_weights
 from thinct.volume import Volume
-
-PROFILES: tuple[str, ...] = ("boxcar", "gaussian")
-_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
 @dataclass(frozen=True)
@@ -93,36 +91,6 @@ def slab_plan(
     weights = profile_weights(centres, lower, lower + thin_spacing, thickness, profile, fwhm)
     weights = weights / weights.sum(axis=1, keepdims=True)
     return SlabPlan(weights=weights, first_centre=float(centres[0]), increment=float(increment))
-
-
-def profile_weights(
-    centres: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    thickness: float,
-    profile: str = "boxcar",
-    fwhm: float | None = None,
-) -> np.ndarray:
-    """``weights[i, j]``: how much of the slice profile of the slab centred at ``centres[i]``
-    falls on the thin box from ``lower[j]`` to ``upper[j]`` (all in one unit along the slice
-    axis). Rows are not normalised: a row sums to the share of the profile that the boxes
-    cover, 1 when they cover the whole slab.
-
-    ``boxcar`` is flat over ``thickness``; ``gaussian`` has a full width at half maximum of
-    ``fwhm`` (default: the thickness). The one definition of a slice profile: simulation and
-    the consistency projection both use it.
-    """
-    centres = np.asarray(centres, dtype=float)[:, None]
-    lower, upper = np.asarray(lower, dtype=float)[None], np.asarray(upper, dtype=float)[None]
-    if profile == "boxcar":
-        start, end = centres - thickness / 2, centres + thickness / 2
-        overlap = np.minimum(upper, end) - np.maximum(lower, start)
-        return np.clip(overlap, 0.0, None) / thickness
-    sigma = (thickness if fwhm is None else fwhm) * _FWHM_TO_SIGMA
-    scale = sigma * math.sqrt(2.0)
-    from scipy.special import erf  # here: `import thinct` (the CLI start) stays free of SciPy
-
-    return 0.5 * (erf((upper - centres) / scale) - erf((lower - centres) / scale))
 
 
 def simulate_thick(

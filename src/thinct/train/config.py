@@ -16,14 +16,15 @@ from typing import Any
 
 import yaml
 
+from thinct.data.layouts import LAYOUTS
 from thinct.errors import UsageError
+from thinct.inference.options import AUTOCAST_PRECISIONS
+from thinct.resample.profiles import PROFILES
 
 AXES = ("x", "y", "z")
-LAYOUTS = ("rplhr", "cthnet")
 LOSSES = ("l1", "l1+ssim", "l1+gradient")
 SCHEDULES = ("cosine", "plateau")
-AMP_MODES = ("off", "bf16", "fp16")
-PROFILES = ("boxcar", "gaussian")  # thinct.resample.simulate.PROFILES, without importing SimpleITK
+AMP_MODES = ("off", *AUTOCAST_PRECISIONS)
 # Counts that must be at least 1 (the others may be 0), and the allowed range of numbers.
 _POSITIVE_INTS = (
     "steps",

@@ -24,7 +24,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from thinct.data.cases import Case
 from thinct.data.crops import CropOptions, CropSampler
 from thinct.errors import UsageError
 from thinct.evaluate import metrics
-from thinct.inference.engine import resolve_device, upsample_with_model
+from thinct.inference.engine import precision_context, resolve_device, upsample_with_model
 from thinct.inference.options import InferenceOptions
 from thinct.io.atomic import replacing, write_text
 from thinct.models import create_model, save_model
@@ -53,9 +52,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FOLDER = "best"
 LOG_FILE = "log.csv"
 LOG_FIELDS = ("step", "loss", "lr", "seconds", "val_psnr", "val_ssim")
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-Report = Callable[[str], None]
+InfoCallback = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -219,7 +217,7 @@ def _crops(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     yield from loader  # an endless sampler: the loader never runs out
 
 
-def train(config: TrainConfig, resume: bool = False, report: Report | None = None) -> TrainResult:
+def train(config: TrainConfig, resume: bool = False, report: InfoCallback | None = None) -> TrainResult:
     """Run (or, with ``resume``, continue) the training that ``config`` describes."""
     folder = Path(config.output)
     ranks = _start_distributed(config.device)
@@ -298,11 +296,7 @@ def train(config: TrainConfig, resume: bool = False, report: Report | None = Non
         if new_log:
             log.writerow(LOG_FIELDS)
 
-    autocast = (
-        torch.autocast(device.type, dtype=_AMP_DTYPES[config.amp])
-        if config.amp in _AMP_DTYPES
-        else nullcontext()
-    )
+    autocast = precision_context(device, config.amp)
     began = time.perf_counter()
     running, running_steps, interval_loss, interval_steps = 0.0, 0, 0.0, 0
     crops = _crops(loader)

@@ -1,14 +1,24 @@
-"""What `thinct info` reports about a scan: geometry, intensities, and whether it looks thick."""
+"""`thinct info`: what a scan is (geometry, intensities) and whether it looks thick.
+
+The summary is a plain dict, so that ``--json`` prints the same facts as the text.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
 import SimpleITK as sitk
+import typer
 
+from thinct.cli.boundary import error_boundary
+from thinct.cli.options import Series
+from thinct.errors import UsageError
 from thinct.geometry import Grid, slab_extent, slice_axis
-from thinct.io import hounsfield_warning
+from thinct.io import hounsfield_warning, read_volume
+from thinct.reporting import Reporter
 from thinct.volume import Volume
 
 # Clinical convention: <= 1.5 mm is a thin reconstruction, >= 2.5 mm a thick one.
@@ -94,3 +104,18 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary["intensity_warning"]:
         lines.append(f"warning:      {summary['intensity_warning']}")
     return "\n".join(lines)
+
+
+def info(
+    path: Annotated[
+        str, typer.Argument(metavar="FILE", help="A scan file or DICOM series folder.")
+    ],
+    series: Series = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Show a scan's geometry, HU statistics and whether it looks thick."""
+    with Reporter(quiet=True) as reporter, error_boundary(reporter):
+        if not Path(path).exists():
+            raise UsageError(f"{path}: no such file or folder")
+        summary = scan_summary(read_volume(path, series_uid=series))
+    typer.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
