@@ -8,8 +8,9 @@ Anything else escaping is a bug in thinct and keeps its traceback.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 
 class ThinctError(Exception):
@@ -22,6 +23,58 @@ class UsageError(ThinctError):
     """The command line asks for something that cannot work (exit code 2)."""
 
     exit_code = 2
+
+
+@dataclass(frozen=True)
+class Argument:
+    """An argument named inside an error message, spelled the way the caller gives it: the
+    Python name (``spacing``, or with a ``value``: ``profile='gaussian'``) to library
+    callers, the option (``--spacing``, ``--profile gaussian``; a flag when the value is
+    True) on the command line."""
+
+    name: str
+    value: object = None
+
+    def __str__(self) -> str:
+        if _option_names is None:
+            return self.name if self.value is None else f"{self.name}={self.value!r}"
+        option = _option_names.get(self.name, "--" + self.name.replace("_", "-"))
+        return option if self.value is None or self.value is True else f"{option} {self.value}"
+
+
+# Set while the command line runs (`arguments_as_options`); None: Python names.
+_option_names: Mapping[str, str] | None = None
+
+
+@contextmanager
+def arguments_as_options(renamed: Mapping[str, str] | None) -> Iterator[None]:
+    """Inside, `ArgumentError`s name their arguments as command-line options: ``--`` and
+    the name with dashes, or the option in ``renamed`` (``series_uid`` is ``--series``).
+    ``None`` keeps the Python names."""
+    global _option_names
+    earlier, _option_names = _option_names, None if renamed is None else dict(renamed)
+    try:
+        yield
+    finally:
+        _option_names = earlier
+
+
+def option_names() -> Mapping[str, str] | None:
+    """How arguments are named now: what a worker process is given to speak as its parent."""
+    return _option_names
+
+
+class ArgumentError(UsageError):
+    """A bad value of a named argument, or a bad combination of several: the message is
+    text and `Argument`s, joined when it is shown, so the library and the command line each
+    name the argument their own way (``UsageError("--spacing ...")`` would speak flags to a
+    Python caller)."""
+
+    def __init__(self, *parts: str | Argument) -> None:
+        super().__init__(*parts)  # the parts as ``args``: the error pickles to a worker's parent
+
+    def __str__(self) -> str:
+        return "".join(str(part) for part in self.args)
 
 
 class InputError(ThinctError):

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 
-from thinct.errors import GeometryError, UsageError
+from thinct.errors import Argument, ArgumentError, GeometryError, UsageError
 
 Alignment = Literal["edges", "centers"]
 ALIGNMENTS: tuple[str, ...] = ("edges", "centers")
@@ -135,11 +135,17 @@ def check_target_options(spacing: float | None, factor: int | None) -> None:
     The ratio limit for ``spacing`` needs the scan's slice spacing, so `thin_grid` checks it.
     """
     if spacing is not None and factor is not None:
-        raise UsageError("give either --spacing or --factor, not both")
+        raise ArgumentError(
+            "give either ", Argument("spacing"), " or ", Argument("factor"), ", not both"
+        )
     if factor is not None and (int(factor) != factor or not 2 <= factor <= MAX_RATIO):
-        raise UsageError(f"--factor must be a whole number from 2 to {MAX_RATIO}, got {factor:g}")
+        raise ArgumentError(
+            Argument("factor"), f" must be a whole number from 2 to {MAX_RATIO}, got {factor:g}"
+        )
     if spacing is not None and not (math.isfinite(spacing) and spacing > 0):
-        raise UsageError(f"--spacing must be a positive number of mm, got {spacing:g}")
+        raise ArgumentError(
+            Argument("spacing"), f" must be a positive number of mm, got {spacing:g}"
+        )
 
 
 def target_spacing(thick_spacing: float, spacing: float | None, factor: int | None) -> float:

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from thinct._version import __version__
-from thinct.errors import OutputError, ThinctError, ThinctWarning, UsageError
+from thinct.errors import (
+    Argument,
+    ArgumentError,
+    OutputError,
+    ThinctError,
+    ThinctWarning,
+    UsageError,
+)
 from thinct.geometry import Grid, thin_grid
 from thinct.inference.options import CancelCallback, InferenceOptions
 from thinct.io import hounsfield_warning, output_request, read_volume, write_volume
@@ -115,7 +122,7 @@ def _run(
 ) -> None:
     check_output_path(source, target)
     if target.exists() and not overwrite:
-        raise UsageError(f"{target} exists; use --overwrite to replace it")
+        raise ArgumentError(f"{target} exists; use ", Argument("overwrite", True), " to replace it")
     check_target(target, dtype)
     volume = _read_checked(source, series_uid)
     try:

@@ -5,8 +5,9 @@ One input file (or DICOM series folder) and one output is a single job. Several 
 glob pattern, or a folder of scans is a batch: the output is a folder and each output keeps
 its input's name (relative path inside an input folder, plain name otherwise).
 
-`thinct.batch.shards` picks the jobs a process runs (``--shard``, torchrun); `thinct.batch.workers` runs
-them in several processes with the same `skipped` and `attempt` as `run_jobs` here.
+`thinct.batch.shards` picks the jobs a process runs (``--shard``, torchrun);
+`thinct.batch.workers` runs them in several processes with the same `skipped` and `attempt`
+as `run_jobs` here.
 """
 
 from __future__ import annotations

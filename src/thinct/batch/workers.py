@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 
 from thinct.batch.jobs import Job, Outcome, attempt, failure, skipped
 from thinct.batch.shards import use_local_gpu
-from thinct.errors import ThinctError, collected_warnings
+from thinct.errors import ThinctError, arguments_as_options, collected_warnings, option_names
 from thinct.io import STAGING_SUFFIX
 
 # How long stopped workers may take to leave the C++ call they are in (a model's forward pass,
@@ -183,7 +183,7 @@ class _Pool:
         main process."""
         ours, theirs = multiprocessing.Pipe()
         process = multiprocessing.get_context("spawn").Process(
-            target=_serve, args=(theirs, self.task, threads), daemon=True
+            target=_serve, args=(theirs, self.task, threads, option_names()), daemon=True
         )
         with _ignored(signal.SIGINT):
             process.start()
@@ -254,16 +254,20 @@ def _died(code: int | None) -> str:
 # --- a worker's side -------------------------------------------------------------------------
 
 
-def _serve(connection: Connection, task: Task, threads: int) -> None:
-    """A worker's life: set up once, then run jobs until the main process sends None."""
+def _serve(
+    connection: Connection, task: Task, threads: int, names: Mapping[str, str] | None
+) -> None:
+    """A worker's life: set up once, then run jobs until the main process sends None. Its
+    messages name arguments as the main process does (``names``: `thinct.errors.Argument`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_quietly)
-    process = _prepare(task, threads)
-    try:
-        while (job := connection.recv()) is not None:
-            connection.send(_attempt_recording_warnings(job, process))
-    except EOFError:  # the main process is gone
-        return
+    with arguments_as_options(names):
+        process = _prepare(task, threads)
+        try:
+            while (job := connection.recv()) is not None:
+                connection.send(_attempt_recording_warnings(job, process))
+        except EOFError:  # the main process is gone
+            return
 
 
 def _exit_quietly(signum: int, frame: object) -> NoReturn:

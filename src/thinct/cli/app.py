@@ -25,6 +25,7 @@ from thinct.cli.nnunet import app as nnunet_app
 from thinct.cli.simulate import simulate
 from thinct.cli.train import train
 from thinct.cli.upsample import upsample
+from thinct.errors import arguments_as_options
 from thinct.reporting import os_failure, out_of_memory
 
 app = typer.Typer(
@@ -43,8 +44,13 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# Library arguments whose option is not ``--`` and the argument's name with dashes.
+_RENAMED_OPTIONS = {"series_uid": "--series"}
+
+
 @app.callback()
 def root(
+    context: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -53,6 +59,7 @@ def root(
     ] = False,
 ) -> None:
     """Turn thick-slice CT into synthetic thin-slice CT, with exact geometry."""
+    context.with_resource(arguments_as_options(_RENAMED_OPTIONS))
 
 
 for command in (upsample, simulate, info, convert, evaluate, train, models, push):

@@ -36,7 +36,7 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from thinct.errors import Cancelled, UsageError
+from thinct.errors import Argument, ArgumentError, Cancelled, UsageError
 from thinct.geometry import ThinGrid
 from thinct.inference.options import (
     AUTOCAST_PRECISIONS,
@@ -72,7 +72,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise UsageError(f"device {name!r} is not available on this machine; use --device cpu")
+        raise ArgumentError(
+            f"device {name!r} is not available on this machine; use ", Argument("device", "cpu")
+        )
     return torch.device(name)
 
 

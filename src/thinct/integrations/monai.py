@@ -1,10 +1,10 @@
 """`ThinSlicesd`: thick-slice CT to thin slices as a MONAI dictionary transform.
 
 MONAI pipelines (``LoadImaged`` -> ... -> a network) get thinct's models as one more step of a
-``Compose``. The work is done by `thinct.integrations.torchio.ThinSlices`, the TorchIO transform, so both
-front ends make identical voxels: each MetaTensor becomes a TorchIO image with its affine in
-RAS (TorchIO's convention; MONAI's too unless ``meta["space"]`` says LPS), and comes back as a
-MetaTensor on the thin grid with its other metadata kept.
+``Compose``. The work is done by `thinct.integrations.torchio.ThinSlices`, the TorchIO
+transform, so both front ends make identical voxels: each MetaTensor becomes a TorchIO image
+with its affine in RAS (TorchIO's convention; MONAI's too unless ``meta["space"]`` says LPS),
+and comes back as a MetaTensor on the thin grid with its other metadata kept.
 
 The transform is invertible in MONAI's sense: it records each image's thick grid in its
 ``applied_operations``, and ``inverse`` (directly, through ``Compose.inverse`` or ``Invertd``)
@@ -57,8 +57,8 @@ class ThinSlicesd(MapTransform, InvertibleTransform):
         label_keys: Keys that hold labels (nearest neighbour, dtype kept); a label key missing
             from ``keys`` is added to them.
         model, spacing, factor, align, method, device, precision, tile, tile_overlap,
-            z_overlap, batch_size: As for `thinct.integrations.torchio.ThinSlices`. The model loads on
-            the first image, once per process (each DataLoader worker loads its own).
+            z_overlap, batch_size: As for `thinct.integrations.torchio.ThinSlices`. The model
+            loads on the first image, once per process (each DataLoader worker loads its own).
         allow_missing_keys: Skip keys that a data dictionary lacks instead of raising.
 
     Images must hold HU: put ThinSlicesd before any intensity scaling. Being deterministic, it

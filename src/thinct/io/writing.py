@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from thinct.errors import InputError, OutputError, UsageError
+from thinct.errors import Argument, ArgumentError, InputError, OutputError
 from thinct.io import dicom
 from thinct.io.formats import Format, output_format
 from thinct.io.integrity import check_nifti_complete
@@ -62,9 +62,16 @@ def output_request(path: Path, dtype: str) -> Format:
     can check an output before spending time on the input)."""
     fmt = output_format(path)
     if dtype not in OUTPUT_TYPES:
-        raise UsageError(f"output type must be one of {', '.join(OUTPUT_TYPES)}, got {dtype!r}")
+        choices = ", ".join(OUTPUT_TYPES)
+        raise ArgumentError(
+            "output type (", Argument("dtype"), f") must be one of {choices}, got {dtype!r}"
+        )
     if fmt is Format.DICOM and dtype != "int16":
-        raise UsageError(f"{path}: DICOM output is int16 HU; drop --dtype or write another format")
+        raise ArgumentError(
+            f"{path}: DICOM output is int16 HU; drop ",
+            Argument("dtype"),
+            " or write another format",
+        )
     return fmt
 
 
@@ -85,7 +92,7 @@ def write_volume(
     path = Path(path)
     fmt = output_request(path, dtype)
     if path.exists() and not overwrite:
-        raise UsageError(f"{path} exists; use --overwrite to replace it")
+        raise ArgumentError(f"{path} exists; use ", Argument("overwrite", True), " to replace it")
     _check_writable(volume.image, path)
     image = as_output_type(volume.image, dtype)
     parent = path.parent

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from thinct.errors import GeometryError, UsageError
+from thinct.errors import Argument, ArgumentError, GeometryError, UsageError
 from thinct.geometry import MAX_RATIO, Grid, slice_axis
 from thinct.resample.profiles import PROFILES, profile_weights
 from thinct.volume import Volume
@@ -43,13 +43,15 @@ def check_slab_options(
     absurdly fine) need the scan, so `slab_plan` checks them.
     """
     if profile not in PROFILES:
-        raise UsageError(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
-    for option, value in (("--thickness", thickness), ("--increment", increment), ("--fwhm", fwhm)):
+        raise ArgumentError(
+            Argument("profile"), f" must be one of {', '.join(PROFILES)}, got {profile!r}"
+        )
+    for name, value in (("thickness", thickness), ("increment", increment), ("fwhm", fwhm)):
         if value is not None and not (math.isfinite(value) and value > 0):
-            raise UsageError(f"{option} must be a positive number of mm, got {value:g}")
+            raise ArgumentError(Argument(name), f" must be a positive number of mm, got {value:g}")
     if fwhm is not None and profile != "gaussian":
         # It would be ignored: the boxcar profile has no width but the thickness.
-        raise UsageError("--fwhm only applies to --profile gaussian")
+        raise ArgumentError(Argument("fwhm"), " only applies to ", Argument("profile", "gaussian"))
 
 
 def slab_plan(

@@ -217,7 +217,9 @@ def _crops(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     yield from loader  # an endless sampler: the loader never runs out
 
 
-def train(config: TrainConfig, resume: bool = False, report: InfoCallback | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, resume: bool = False, report: InfoCallback | None = None
+) -> TrainResult:
     """Run (or, with ``resume``, continue) the training that ``config`` describes."""
     folder = Path(config.output)
     ranks = _start_distributed(config.device)
