@@ -9,15 +9,14 @@ axis, and moving along it moves along the matching column of the direction matri
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 import SimpleITK as sitk
 
 from thinct.errors import Argument, ArgumentError, GeometryError, UsageError
 
-Alignment = Literal["edges", "centers"]
 ALIGNMENTS: tuple[str, ...] = ("edges", "centers")
 
 # Slice counts are floor(length / spacing); this absorbs float noise such as 3 * 10 / 1.25.
@@ -32,6 +31,17 @@ _ORIGIN_ATOL_MM = 1e-3
 _DIRECTION_ATOL = 1e-5
 
 
+def slices_first(array: np.ndarray, axis: int) -> np.ndarray:
+    """A view of a SimpleITK array ((z, y, x) order) with the ITK index ``axis`` first: a
+    stack of slices along that axis, whichever axis it is."""
+    return np.moveaxis(array, 2 - axis, 0)
+
+
+def slices_back(stack: np.ndarray, axis: int) -> np.ndarray:
+    """The (z, y, x) view of a stack that `slices_first` made along ``axis``."""
+    return np.moveaxis(stack, 0, 2 - axis)
+
+
 @dataclass(frozen=True)
 class Grid:
     """A regular 3D sampling grid in world space (the geometry of a SimpleITK image)."""
@@ -42,13 +52,37 @@ class Grid:
     direction: tuple[float, ...]
 
     @classmethod
-    def of(cls, image: sitk.Image) -> Grid:
-        return cls(
-            size=tuple(int(v) for v in image.GetSize()),
-            spacing=tuple(float(v) for v in image.GetSpacing()),
-            origin=tuple(float(v) for v in image.GetOrigin()),
-            direction=tuple(float(v) for v in image.GetDirection()),
+    def of(cls, image: sitk.Image | sitk.ImageFileReader) -> Grid:
+        """The grid of an image, or of a file whose header a reader has read."""
+        return cls.from_values(
+            image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()
         )
+
+    @classmethod
+    def from_values(
+        cls,
+        size: Sequence[int],
+        spacing: Sequence[float],
+        origin: Sequence[float],
+        direction: Sequence[float],
+    ) -> Grid:
+        """A grid from any sequences of numbers (SimpleITK tuples, lists, numpy arrays)."""
+        return cls(
+            size=tuple(int(v) for v in size),
+            spacing=tuple(float(v) for v in spacing),
+            origin=tuple(float(v) for v in origin),
+            direction=tuple(float(v) for v in direction),
+        )
+
+    def to_record(self) -> dict[str, list[float]]:
+        """The grid as plain lists of numbers, for JSON files and transform histories;
+        `from_record` reads it back exactly."""
+        return {field.name: list(getattr(self, field.name)) for field in fields(self)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Sequence[float]]) -> Grid:
+        """The grid that `to_record` wrote."""
+        return cls.from_values(**{field.name: record[field.name] for field in fields(cls)})
 
     @property
     def matrix(self) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from thinct.data.pairs import resample_axis
-from thinct.geometry import Grid, ThinGrid, slice_axis, thin_grid
+from thinct.geometry import Grid, ThinGrid, slice_axis, slices_first, thin_grid
 from thinct.resample.simulate import simulate_thick
 from thinct.volume import Volume
 
@@ -26,12 +26,12 @@ class Case:
     def reference_array(self) -> np.ndarray:
         """The reference as (slices, rows, columns), slices along the thin grid's axis."""
         array = sitk.GetArrayViewFromImage(self.reference.image)
-        return np.array(np.moveaxis(array, 2 - self.grid.axis, 0), dtype=np.float32)
+        return np.array(slices_first(array, self.grid.axis), dtype=np.float32)
 
     def slices_first(self, volume: Volume) -> np.ndarray:
         """Any output on this case's grid as (slices, rows, columns)."""
         array = sitk.GetArrayViewFromImage(volume.image)
-        return np.array(np.moveaxis(array, 2 - self.grid.axis, 0), dtype=np.float32)
+        return np.array(slices_first(array, self.grid.axis), dtype=np.float32)
 
 
 def simulated_case(

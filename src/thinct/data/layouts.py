@@ -26,9 +26,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from thinct.data.cases import Case
-from thinct.data.pairs import HU_MAX, HU_MIN, Pair, _slices_first
+from thinct.data.pairs import HU_MAX, HU_MIN, Pair, slice_stack
 from thinct.errors import GeometryError, ThinctWarning, UsageError
-from thinct.geometry import Grid, ThinGrid, slice_axis
+from thinct.geometry import Grid, ThinGrid, slice_axis, slices_first
 from thinct.io import read_volume
 from thinct.volume import Volume
 
@@ -362,8 +362,8 @@ def _pair(name: str, thick: Volume, thin: Volume, ratio: int) -> Pair:
     end = min(thick.image.GetSize()[axis], (thin_count - 1 - offset) // ratio + 1)
     if end - first < 1:
         raise _Mismatch("the thick and thin scans do not overlap")
-    thick_array = _slices_first(thick.image, axis)[first:end].copy()
-    thin_array = _slices_first(thin.image, axis)
+    thick_array = slice_stack(thick.image, axis)[first:end].copy()
+    thin_array = slice_stack(thin.image, axis)
     offset += ratio * first
     _check_voxels(thick_array, thin_array, offset, ratio)
     return Pair(thick=thick_array, thin=thin_array, ratio=ratio, offset=offset, name=name)
@@ -385,8 +385,8 @@ def _case(name: str, thick: Volume, reference: Volume) -> Case:
     if inside.size < 2:
         raise _Mismatch("the thick and thin scans do not overlap")
     _check_voxels(
-        np.moveaxis(sitk.GetArrayViewFromImage(thick.image), 2 - axis, 0),
-        np.moveaxis(sitk.GetArrayViewFromImage(reference.image), 2 - axis, 0),
+        slices_first(sitk.GetArrayViewFromImage(thick.image), axis),
+        slices_first(sitk.GetArrayViewFromImage(reference.image), axis),
         placement.offset,
         placement.ratio,
     )

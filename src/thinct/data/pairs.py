@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from thinct.errors import GeometryError, UsageError
-from thinct.geometry import Grid, slice_axis
+from thinct.geometry import Grid, slice_axis, slices_first
 from thinct.resample.simulate import simulate_thick
 from thinct.volume import Volume
 
@@ -60,13 +60,13 @@ def normalise(hu: np.ndarray) -> np.ndarray:
     return (np.clip(hu, HU_MIN, HU_MAX) - HU_MIN) / (HU_MAX - HU_MIN)
 
 
-def _slices_first(image: sitk.Image, axis: int) -> np.ndarray:
+def slice_stack(image: sitk.Image, axis: int) -> np.ndarray:
     """The voxels as a float32 (slices, rows, columns) array, the given ITK axis first.
 
     Always a copy: a view would outlive the image it points into.
     """
     array = sitk.GetArrayViewFromImage(image)
-    return np.array(np.moveaxis(array, 2 - axis, 0), dtype=np.float32, order="C")
+    return np.array(slices_first(array, axis), dtype=np.float32, order="C")
 
 
 def resample_axis(volume: Volume, axis: int, spacing: float) -> Volume:
@@ -116,7 +116,7 @@ def simulated_pairs(
     if axis not in (0, 1, 2):
         raise UsageError(f"the axis must be 0 (x), 1 (y) or 2 (z), got {axis}")
     thin = resample_axis(volume, axis, spacing)
-    thin_stack = _slices_first(thin.image, axis)
+    thin_stack = slice_stack(thin.image, axis)
     pairs = []
     for phase in range(phases):
         part = _without_first_slices(thin, axis, phase)
@@ -126,7 +126,7 @@ def simulated_pairs(
             shifted = f", phase {phase}" if phases > 1 else ""
             pairs.append(
                 Pair(
-                    thick=_slices_first(thick.image, axis),
+                    thick=slice_stack(thick.image, axis),
                     thin=thin_stack[phase:],
                     ratio=ratio,
                     offset=(ratio - 1) // 2,

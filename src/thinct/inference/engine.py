@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from thinct.errors import Argument, ArgumentError, Cancelled, UsageError
-from thinct.geometry import ThinGrid
+from thinct.geometry import ThinGrid, slices_back, slices_first
 from thinct.inference.options import (
     AUTOCAST_PRECISIONS,
     DEVICES,
@@ -296,7 +296,7 @@ def upsample_with_model(
     model.eval().to(device)
 
     view = sitk.GetArrayViewFromImage(volume.image)
-    thick = np.moveaxis(view, 2 - thin.axis, 0)  # (slices, in-plane, in-plane), a view
+    thick = slices_first(view, thin.axis)  # (slices, in-plane, in-plane), a view
     count, height, width = thick.shape
     grid = config.window_grid
     padded = (height + _in_plane_padding(height, grid), width + _in_plane_padding(width, grid))
@@ -376,7 +376,7 @@ def upsample_with_model(
     if batch:
         run_batch()
 
-    image = sitk.GetImageFromArray(np.moveaxis(output, 0, 2 - thin.axis))
+    image = sitk.GetImageFromArray(slices_back(output, thin.axis))
     del output
     thin.grid.apply_to_image(image)
     return volume.with_image(image, slice_thickness=thin.spacing)

@@ -32,6 +32,7 @@ from monai.utils import MetaKeys, SpaceKeys, TraceKeys, convert_to_numpy, ensure
 from torchio.data.io import get_sitk_metadata_from_ras_affine
 
 from thinct.errors import UsageError
+from thinct.geometry import Grid
 from thinct.inference.options import InferenceOptions
 from thinct.integrations.torchio import ThinSlices
 
@@ -187,12 +188,7 @@ def _grid_record(size: tuple[int, ...], ras_affine: np.ndarray) -> dict[str, lis
     origin, spacing and direction), computed here rather than read from the transform so that
     threads sharing one ThinSlicesd (CacheDataset's) cannot swap records."""
     origin, spacing, direction = get_sitk_metadata_from_ras_affine(ras_affine)
-    return {
-        "size": [int(v) for v in size],
-        "spacing": [float(v) for v in spacing],
-        "origin": [float(v) for v in origin],
-        "direction": [float(v) for v in direction],
-    }
+    return Grid.from_values(size, spacing, origin, direction).to_record()
 
 
 __all__ = ["ThinSlicesd"]

@@ -190,12 +190,7 @@ class ThinSlices(tio.SpatialTransform):
             data = data.astype(image.data.numpy().dtype)
         image.set_data(data)
         image.affine = sitk_to_nib(channels[0])[1]
-        return {
-            "size": list(grid.size),
-            "spacing": list(grid.spacing),
-            "origin": list(grid.origin),
-            "direction": list(grid.direction),
-        }
+        return grid.to_record()
 
     def _thin_channel(self, volume: Volume, thin: Any, labels: bool, name: str) -> sitk.Image:
         if labels:
@@ -224,7 +219,7 @@ class ThinSlices(tio.SpatialTransform):
         """The thick grid an image returns to: its own record, or, for an image added after
         the transform (a prediction on the thin grid), the grid of the recorded image whose
         thin grid it shares."""
-        grids = {key: _grid_from_record(record) for key, record in self.source_grids.items()}
+        grids = {key: Grid.from_record(record) for key, record in self.source_grids.items()}
         if name in grids:
             return grids[name]
         here = Grid.of(nib_to_sitk(image.data[:1], image.affine, force_3d=True))
@@ -236,15 +231,6 @@ class ThinSlices(tio.SpatialTransform):
             f"image {name!r} was not made thin by this ThinSlices and does not share the thin "
             "grid of an image it made; there is no thick grid to return it to"
         )
-
-
-def _grid_from_record(record: dict[str, list[float]]) -> Grid:
-    return Grid(
-        size=tuple(int(v) for v in record["size"]),
-        spacing=tuple(record["spacing"]),
-        origin=tuple(record["origin"]),
-        direction=tuple(record["direction"]),
-    )
 
 
 __all__ = ["ThinSlices"]

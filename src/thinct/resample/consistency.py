@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from thinct.errors import UsageError
-from thinct.geometry import ThinGrid
+from thinct.geometry import ThinGrid, slices_back, slices_first
 from thinct.resample.profiles import PROFILES, profile_weights
 from thinct.volume import Volume
 
@@ -106,9 +106,9 @@ def enforce_consistency(
     count = thick.image.GetSize()[grid.axis]
     operator, slabs = consistency_operator(grid, count, thickness, profile, width)
     voxels = sitk.GetArrayViewFromImage(thin.image)
-    thin_array = np.array(np.moveaxis(voxels, 2 - grid.axis, 0), dtype=np.float32, order="C")
-    thick_view = np.moveaxis(sitk.GetArrayViewFromImage(thick.image), 2 - grid.axis, 0)
+    thin_array = np.array(slices_first(voxels, grid.axis), dtype=np.float32, order="C")
+    thick_view = slices_first(sitk.GetArrayViewFromImage(thick.image), grid.axis)
     corrected = project(thin_array, thick_view, operator, slabs)
-    image = sitk.GetImageFromArray(np.moveaxis(corrected, 0, 2 - grid.axis))
+    image = sitk.GetImageFromArray(slices_back(corrected, grid.axis))
     image.CopyInformation(thin.image)
     return thin.with_image(image, slice_thickness=thin.slice_thickness)

@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from thinct.errors import Argument, ArgumentError, GeometryError, UsageError
-from thinct.geometry import MAX_RATIO, Grid, slice_axis
+from thinct.geometry import MAX_RATIO, Grid, slice_axis, slices_back, slices_first
 from thinct.resample.profiles import PROFILES, profile_weights
 from thinct.volume import Volume
 
@@ -113,12 +113,11 @@ def simulate_thick(
     if axis not in (0, 1, 2):
         raise UsageError(f"the axis must be 0 (x), 1 (y) or 2 (z), got {axis}")
     plan = slab_plan(grid.size[axis], grid.spacing[axis], thickness, increment, profile, fwhm)
-    array_axis = 2 - axis  # numpy arrays from SimpleITK are (z, y, x)
-    thin = np.moveaxis(sitk.GetArrayViewFromImage(volume.image), array_axis, 0)
+    thin = slices_first(sitk.GetArrayViewFromImage(volume.image), axis)
     rest = thin.shape[1:]
     flat = np.ascontiguousarray(thin, dtype=np.float32).reshape(thin.shape[0], -1)
     thick = plan.weights.astype(np.float32) @ flat
-    array = np.moveaxis(thick.reshape(plan.weights.shape[0], *rest), 0, array_axis)
+    array = slices_back(thick.reshape(plan.weights.shape[0], *rest), axis)
     image = sitk.GetImageFromArray(np.ascontiguousarray(array))
     spacing = list(grid.spacing)
     spacing[axis] = plan.increment

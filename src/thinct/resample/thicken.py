@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from thinct.errors import GeometryError
-from thinct.geometry import Grid, slice_axis
+from thinct.geometry import Grid, slice_axis, slices_back, slices_first
 
 # Positions within this many mm are the same (headers round to about 1e-4 mm).
 _TOLERANCE_MM = 1e-3
@@ -73,8 +73,7 @@ def thicken(image: sitk.Image, thick: Grid, labels: bool = False) -> sitk.Image:
             f"thick slice {missing} is not covered by any thin slice; the thin image covers "
             "another range than the thick scan"
         )
-    array_axis = 2 - axis  # SimpleITK arrays are (z, y, x)
-    values = np.moveaxis(sitk.GetArrayViewFromImage(image), array_axis, 0)
+    values = slices_first(sitk.GetArrayViewFromImage(image), axis)
     flat = values.reshape(values.shape[0], -1)
     used = np.flatnonzero(weights.sum(axis=0) > 0)  # thin slices outside every slab drop out
     weights, flat = weights[:, used], flat[used]
@@ -84,7 +83,7 @@ def thicken(image: sitk.Image, thick: Grid, labels: bool = False) -> sitk.Image:
         shares = (weights / covered[:, None]).astype(np.float32)
         result = shares @ flat.astype(np.float32, copy=False)
     shaped = result.reshape(thick.size[axis], *values.shape[1:])
-    output = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(shaped, 0, array_axis)))
+    output = sitk.GetImageFromArray(np.ascontiguousarray(slices_back(shaped, axis)))
     thick.apply_to_image(output)
     return output
 
