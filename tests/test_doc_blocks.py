@@ -437,7 +437,7 @@ REGISTRY: dict[str, dict[str, Handling]] = {
         "thinct nnunet restore predictions_1mm predictions_5mm --dataset": NNUNET,
         "thinct nnunet convert Dataset501_LungCT Dataset503_LungCTLinear": NNUNET,
         "{": NNUNET,
-        "from thinct.integrations.nnunet.convert import Recipe, plan_conversion, run_conversion": NNUNET,
+        "from thinct.integrations.nnunet.convert import Recipe,": NNUNET,
     },
     "docs/scale.md": {
         "thinct upsample archive/ thin/ --workers 2": CoveredBy(

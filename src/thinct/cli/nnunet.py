@@ -40,13 +40,11 @@ from thinct.integrations.nnunet.convert import (
     CaseResult,
     Conversion,
     Recipe,
-    Restoration,
     model_recipe,
     plan_conversion,
-    plan_restore,
-    restore_predictions,
     run_conversion,
 )
+from thinct.integrations.nnunet.restore import Restoration, plan_restore, restore_predictions
 from thinct.reporting import Reporter
 
 if TYPE_CHECKING:

@@ -1,10 +1,5 @@
-"""nnU-Net v2 raw datasets: a thick-slice dataset into a thin-slice one, and predictions made on
-the thin slices back onto the thick scans.
-
-Segmentation models trained on thin CT see thick scans as a different kind of image. Converting
-a whole raw dataset (``imagesTr``, ``imagesTs``, ``labelsTr``, ``labelsTs``, ``dataset.json``)
-lets nnU-Net plan, train and predict on synthetic thin slices; `restore_predictions` then brings
-each prediction back onto the thick scan it belongs to, where the radiologist reads it.
+"""A thick-slice nnU-Net v2 raw dataset into a thin-slice one that nnU-Net can plan, train and
+predict on.
 
 What each file becomes: CT channels (channel name "CT", any case) go through the model or the
 interpolation of the `Recipe` and are written int16 HU; other channels are B-spline
@@ -20,8 +15,6 @@ written last, so a target without it is a conversion in progress that the same c
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,308 +24,38 @@ import numpy as np
 import SimpleITK as sitk
 
 from thinct._version import __version__
-from thinct.batch.jobs import Job, Outcome, run_jobs
-from thinct.errors import GeometryError, InputError, OutputError, ThinctError, UsageError
-from thinct.geometry import Grid, ThinGrid, grid_difference, thin_grid
+from thinct.errors import InputError, OutputError, ThinctError, UsageError
+from thinct.geometry import Grid, ThinGrid, thin_grid
 from thinct.inference.options import InferenceOptions
-from thinct.io import Format, hounsfield_warning, output_format, read_volume, write_volume
+from thinct.integrations.nnunet.dataset import (
+    DATASET_JSON,
+    PROVENANCE_KEY,
+    Dataset,
+    DatasetCase,
+    case_grid,
+    dataset_folder,
+    dataset_id,
+    find_cases,
+    header_grid,
+    read_dataset,
+    target_folder,
+)
+from thinct.io import hounsfield_warning, read_volume, write_volume
 from thinct.io.atomic import write_text
-from thinct.io.jsonfile import read_json
-from thinct.io.native import first_reason, native_stderr_captured
 from thinct.reporting import out_of_memory
 from thinct.resample.interpolation import interpolate, resample_labels
-from thinct.resample.thicken import thicken
 from thinct.volume import Volume
 
 if TYPE_CHECKING:  # torch loads only when a model runs
     from torch import nn
 
-DATASET_JSON = "dataset.json"
 JOURNAL = ".thinct-convert.json"
-PROVENANCE_KEY = "thinct"
-RAW_VARIABLE = "nnUNet_raw"
-REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
 NON_CT_METHOD = "bspline"
 LABEL_METHOD = "nearest"
 
-_DATASET_NAME = re.compile(r"Dataset(\d{3})_([A-Za-z0-9_-]+)")
-_CHANNEL_FILE = re.compile(r"(.+)_(\d{4})")
 _LABEL_RANGE = np.iinfo(np.int16)
 
 Progress = Callable[[float], None]
-
-
-# --- datasets -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """An nnU-Net v2 raw dataset folder and its ``dataset.json``."""
-
-    folder: Path
-    meta: dict[str, Any]
-
-    @property
-    def file_ending(self) -> str:
-        return self.meta["file_ending"]
-
-    @property
-    def channels(self) -> list[str]:
-        """Channel names in channel order (``_0000`` first)."""
-        names = self.meta["channel_names"]
-        return [str(names[str(index)]) for index in range(len(names))]
-
-    @property
-    def ct_channels(self) -> list[bool]:
-        return [name.strip().lower() == "ct" for name in self.channels]
-
-    @property
-    def id(self) -> int | None:
-        """The 3-digit id of a folder named ``DatasetNNN_Name``; None for other names."""
-        match = _DATASET_NAME.fullmatch(self.folder.name)
-        return int(match.group(1)) if match else None
-
-
-def _raw_folder() -> Path | None:
-    value = os.environ.get(RAW_VARIABLE)
-    return Path(value) if value else None
-
-
-def _is_bare_name(argument: str) -> bool:
-    return argument not in ("", ".", "..") and Path(argument).name == argument
-
-
-def dataset_folder(argument: str) -> Path:
-    """An existing dataset: a path, or else a dataset name in ``$nnUNet_raw`` (as nnU-Net's
-    own commands name datasets)."""
-    path = Path(argument)
-    if path.exists():
-        return path
-    raw = _raw_folder()
-    if _is_bare_name(argument) and raw is not None and (raw / argument).exists():
-        return raw / argument
-    where = (
-        f"nor a dataset in ${RAW_VARIABLE} ({raw})" if raw else f"and ${RAW_VARIABLE} is not set"
-    )
-    raise UsageError(f"{argument}: no such dataset (not a folder, {where})")
-
-
-def target_folder(argument: str) -> Path:
-    """Where a converted dataset goes: a path, or a bare dataset name inside ``$nnUNet_raw``.
-
-    A bare name with no ``$nnUNet_raw`` is refused rather than written into the working
-    folder: nnU-Net would not find it there.
-    """
-    path = Path(argument)
-    if path.exists() or not _is_bare_name(argument):
-        return path
-    raw = _raw_folder()
-    if raw is None:
-        raise UsageError(
-            f"{argument}: ${RAW_VARIABLE} is not set; set it, or give a path such as ./{argument}"
-        )
-    return raw / argument
-
-
-def read_dataset(folder: Path) -> Dataset:
-    """The dataset in ``folder``, its ``dataset.json`` checked for what a conversion needs."""
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder; give an nnU-Net raw dataset folder")
-    path = folder / DATASET_JSON
-    if not path.is_file():
-        raise UsageError(f"{folder} is not an nnU-Net dataset: it has no {DATASET_JSON}")
-    meta = read_json(path)
-    _check_meta(meta, path)
-    return Dataset(folder, meta)
-
-
-def _check_meta(meta: Any, path: Path) -> None:
-    if not isinstance(meta, dict):
-        raise InputError(f"{path} does not hold an nnU-Net dataset description")
-    missing = [key for key in REQUIRED_KEYS if key not in meta]
-    if missing:
-        raise InputError(f"{path} lacks {', '.join(missing)} (nnU-Net v2 needs all of them)")
-    if "dataset" in meta:
-        raise InputError(
-            f"{path} lists its files under 'dataset'; thinct converts the imagesTr/labelsTr "
-            "layout only"
-        )
-    names = meta["channel_names"]
-    if not isinstance(names, dict) or sorted(names) != [str(i) for i in range(len(names))]:
-        raise InputError(f"{path}: channel_names must map '0', '1', ... to channel names")
-    if not names:
-        raise InputError(f"{path}: channel_names is empty")
-    if not isinstance(meta["numTraining"], int):
-        raise InputError(f"{path}: numTraining must be a whole number")
-    _check_file_ending(meta["file_ending"], path)
-
-
-def _check_file_ending(ending: Any, path: Path) -> None:
-    """Only 3D formats that thinct both reads and writes can be converted."""
-    problem = not isinstance(ending, str) or not ending.startswith(".")
-    if not problem:
-        try:
-            problem = output_format(Path(f"case{ending}")) is Format.DICOM
-        except UsageError:
-            problem = True
-    if problem:
-        raise InputError(
-            f"{path}: file_ending {ending!r} is not a 3D volume format thinct writes (2D "
-            "datasets and TIFF stacks cannot be converted; .nii.gz, .nii, .nrrd, .mha can)"
-        )
-
-
-# --- cases --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Case:
-    """One case of a split: its channel files in channel order, and its label if any."""
-
-    split: str  # "Tr" or "Ts"
-    name: str
-    images: tuple[Path, ...]
-    label: Path | None
-
-    @property
-    def key(self) -> str:
-        return f"images{self.split}/{self.name}"
-
-    def outputs(self, folder: Path, ending: str) -> list[Path]:
-        """The files the case becomes in the dataset ``folder``, channels first."""
-        images = [
-            folder / f"images{self.split}" / f"{self.name}_{channel:04d}{ending}"
-            for channel in range(len(self.images))
-        ]
-        if self.label is None:
-            return images
-        return [*images, folder / f"labels{self.split}" / f"{self.name}{ending}"]
-
-
-def _volume_files(folder: Path, ending: str) -> list[Path]:
-    """What nnU-Net takes from a folder: files with the dataset's ending (hidden ones, such as
-    macOS's ``._`` files or thinct's staging files, left out)."""
-    return sorted(
-        path
-        for path in folder.iterdir()
-        if path.is_file() and path.name.endswith(ending) and not path.name.startswith(".")
-    )
-
-
-def _channel_files(folder: Path, ending: str, channels: int) -> dict[str, dict[int, Path]]:
-    """Files of an images folder, by case and channel, each name checked against the layout."""
-    cases: dict[str, dict[int, Path]] = {}
-    for path in _volume_files(folder, ending):
-        match = _CHANNEL_FILE.fullmatch(path.name[: -len(ending)])
-        if match is None:
-            raise InputError(
-                f"{path}: no channel suffix; nnU-Net names images CASE_0000{ending}, "
-                f"CASE_0001{ending}, ..."
-            )
-        channel = int(match.group(2))
-        if channel >= channels:
-            raise InputError(
-                f"{path}: channel {channel} but {DATASET_JSON} names {channels} channel(s)"
-            )
-        cases.setdefault(match.group(1), {})[channel] = path
-    return cases
-
-
-def _split_cases(dataset: Dataset, split: str) -> list[Case]:
-    images_folder = dataset.folder / f"images{split}"
-    labels_folder = dataset.folder / f"labels{split}"
-    if not images_folder.is_dir():
-        if split == "Tr":
-            raise InputError(f"{dataset.folder} has no imagesTr folder")
-        return []
-    ending, channels = dataset.file_ending, len(dataset.channels)
-    found = _channel_files(images_folder, ending, channels)
-    cases = []
-    for name, files in sorted(found.items()):
-        missing = [c for c in range(channels) if c not in files]
-        if missing:
-            raise InputError(
-                f"{images_folder / f'{name}_{missing[0]:04d}{ending}'} is missing "
-                f"({DATASET_JSON} names {channels} channel(s))"
-            )
-        label = labels_folder / f"{name}{ending}"
-        if split == "Tr" and not label.is_file():
-            raise InputError(f"{label} is missing: every training case needs its label")
-        images = tuple(files[c] for c in range(channels))
-        cases.append(Case(split, name, images, label if label.is_file() else None))
-    _check_stray_labels(labels_folder, ending, set(found))
-    return cases
-
-
-def _check_stray_labels(folder: Path, ending: str, names: set[str]) -> None:
-    """A label without images has no grid to be resampled onto."""
-    if not folder.is_dir():
-        return
-    for path in _volume_files(folder, ending):
-        if path.name[: -len(ending)] not in names:
-            raise InputError(f"{path} has no images (no {path.name[: -len(ending)]}_0000{ending})")
-
-
-def find_cases(dataset: Dataset) -> list[Case]:
-    """Every training and test case, checked for complete channels and training labels."""
-    cases = _split_cases(dataset, "Tr") + _split_cases(dataset, "Ts")
-    training = sum(case.split == "Tr" for case in cases)
-    if training != dataset.meta["numTraining"]:
-        raise InputError(
-            f"{dataset.folder / DATASET_JSON} says numTraining {dataset.meta['numTraining']}, "
-            f"but imagesTr holds {training} case(s)"
-        )
-    return cases
-
-
-# --- grids --------------------------------------------------------------------------------
-
-
-def header_grid(path: Path) -> Grid:
-    """The grid of a volume file from its header alone (cheap: a whole dataset is checked
-    before the first case is converted). Refuses 2D images and single slices."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    with native_stderr_captured() as native:
-        try:
-            reader.ReadImageInformation()
-            failure = None
-        except RuntimeError as error:
-            failure = first_reason(native.text) if native.text.strip() else first_reason(str(error))
-    if failure is not None:
-        raise InputError(f"{path}: cannot read ({failure})")
-    size = reader.GetSize()
-    if reader.GetDimension() != 3:
-        raise InputError(f"{path}: a {reader.GetDimension()}D image; thinct converts 3D datasets")
-    if min(size) < 2:
-        raise InputError(
-            f"{path}: a single slice (size {tuple(size)}), as in 2D datasets; thinct converts "
-            "3D datasets"
-        )
-    return Grid(
-        size=tuple(int(v) for v in size),
-        spacing=tuple(float(v) for v in reader.GetSpacing()),
-        origin=tuple(float(v) for v in reader.GetOrigin()),
-        direction=tuple(float(v) for v in reader.GetDirection()),
-    )
-
-
-def case_grid(case: Case) -> Grid:
-    """The one grid that every channel and the label of a case share (refused otherwise: the
-    thin grid of one would not fit the others)."""
-    files = [*case.images, *([case.label] if case.label is not None else [])]
-    first = header_grid(files[0])
-    for path in files[1:]:
-        difference = grid_difference(first, header_grid(path))
-        if difference is not None:
-            raise GeometryError(
-                f"{path}: its {difference} differs from {files[0].name}'s; every channel and "
-                "label of a case must share one grid"
-            )
-    return first
-
-
-# --- converting ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -379,7 +102,7 @@ class Conversion:
 
     source: Dataset
     target: Path
-    cases: tuple[Case, ...]
+    cases: tuple[DatasetCase, ...]
     recipe: Recipe
     overwrite: bool = False
     done: frozenset[str] = field(default_factory=frozenset)
@@ -391,23 +114,22 @@ class Conversion:
     def provenance(self) -> dict[str, Any]:
         return {"version": __version__} | self.settings()
 
-    def finished(self, case: Case) -> bool:
+    def finished(self, case: DatasetCase) -> bool:
         """Finished by an earlier run: journalled, and every file still there."""
         outputs = case.outputs(self.target, self.source.file_ending)
         return case.key in self.done and all(path.is_file() for path in outputs)
 
-    def pending(self) -> list[Case]:
+    def pending(self) -> list[DatasetCase]:
         return [case for case in self.cases if not self.finished(case)]
 
 
 def _check_target_name(target: Path, source: Dataset) -> int:
-    match = _DATASET_NAME.fullmatch(target.name)
-    if match is None:
+    number = dataset_id(target.name)
+    if number is None:
         raise UsageError(
             f"{target.name}: nnU-Net dataset names are DatasetNNN_Name (3-digit id; letters, "
             "digits, _ and - in the name), e.g. Dataset502_LungThin"
         )
-    number = int(match.group(1))
     if number == source.id:
         raise UsageError(
             f"{target.name} has the id {number:03d} of its source {source.folder.name}; nnU-Net "
@@ -507,7 +229,7 @@ def plan_conversion(
     return replace(conversion, done=_earlier_progress(folder, conversion.settings(), overwrite))
 
 
-def _about(case: Case, message: str) -> str:
+def _about(case: DatasetCase, message: str) -> str:
     """A message that names its case (errors about one file name that file already)."""
     return message if case.name in message else f"{case.key}: {message}"
 
@@ -558,7 +280,7 @@ def _check_runner(recipe: Recipe, model: nn.Module | None) -> None:
 
 def convert_case(
     conversion: Conversion,
-    case: Case,
+    case: DatasetCase,
     model: nn.Module | None = None,
     options: InferenceOptions | None = None,
     progress: Progress | None = None,
@@ -602,7 +324,7 @@ def _step_progress(progress: Progress | None, step: int, steps: int) -> Progress
 
 @dataclass(frozen=True)
 class CaseResult:
-    case: Case
+    case: DatasetCase
     status: str  # "done" or "failed"
     message: str = ""
     warnings: tuple[str, ...] = ()
@@ -656,89 +378,3 @@ def _unlink(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError as error:
         raise OutputError(f"cannot remove {path} ({error.strerror or error})") from None
-
-
-# --- restoring ----------------------------------------------------------------------------
-
-
-def thick_dataset(argument: str) -> Dataset:
-    """The thick dataset behind ``argument``: itself, or the source a thinct conversion
-    recorded (its path, or else its name in ``$nnUNet_raw``)."""
-    dataset = read_dataset(dataset_folder(argument))
-    provenance = dataset.meta.get(PROVENANCE_KEY)
-    if not isinstance(provenance, dict):
-        return dataset
-    source = provenance.get("source") or {}
-    for candidate in (source.get("path"), source.get("dataset")):
-        if not isinstance(candidate, str) or not candidate:
-            continue
-        try:
-            return read_dataset(dataset_folder(candidate))
-        except UsageError:
-            continue
-    raise UsageError(
-        f"{dataset.folder} was converted from {source.get('dataset')} ({source.get('path')}), "
-        "which is not there any more; give the thick dataset with --dataset"
-    )
-
-
-@dataclass(frozen=True)
-class Restoration:
-    """Predictions on thin grids, each to be written onto its thick scan's grid."""
-
-    jobs: list[Job]
-    thick: Dataset
-
-
-def plan_restore(predictions: Path, out: Path, dataset: str) -> Restoration:
-    """One job per prediction ``CASE{file_ending}`` (nnU-Net's other outputs, its json files and
-    probabilities, are left out), each checked to have a thick scan before any is read."""
-    if not predictions.is_dir():
-        raise UsageError(f"{predictions}: no such folder of predictions")
-    thick = thick_dataset(dataset)
-    ending = thick.file_ending
-    files = _volume_files(predictions, ending)
-    if not files:
-        raise UsageError(f"{predictions}: no predictions (*{ending})")
-    here, there = predictions.resolve(), out.resolve()
-    if here == there or there.is_relative_to(here):
-        raise UsageError(f"{out} is inside {predictions}; give an output folder outside it")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} is a file; give a folder for the restored segmentations")
-    for path in files:
-        thick_reference(thick, path.name[: -len(ending)])
-    return Restoration([Job(path, out / path.name) for path in files], thick)
-
-
-def thick_reference(thick: Dataset, case: str) -> Path:
-    """The thick scan a prediction of ``case`` was made from: its first channel, in imagesTs
-    or else imagesTr."""
-    name = f"{case}_0000{thick.file_ending}"
-    for split in ("Ts", "Tr"):
-        path = thick.folder / f"images{split}" / name
-        if path.is_file():
-            return path
-    raise UsageError(f"{case}: {thick.folder} has no imagesTs/{name} nor imagesTr/{name}")
-
-
-def restore_case(job: Job, thick: Dataset, overwrite: bool = False) -> None:
-    """One thin prediction onto its thick scan's grid: a majority vote per thick slab."""
-    case = job.source.name[: -len(thick.file_ending)]
-    grid = header_grid(thick_reference(thick, case))
-    prediction = read_volume(job.source)
-    image = thicken(prediction.image, grid, labels=True)
-    write_volume(prediction.with_image(image), job.target, overwrite=overwrite)
-
-
-def restore_predictions(
-    restoration: Restoration,
-    overwrite: bool = False,
-    report: Callable[[Outcome], None] | None = None,
-) -> list[Outcome]:
-    """Restore every prediction; existing outputs are skipped unless ``overwrite``, and a
-    failure does not stop the rest."""
-
-    def process(job: Job) -> None:
-        restore_case(job, restoration.thick, overwrite)
-
-    return run_jobs(restoration.jobs, process, overwrite, report or (lambda outcome: None))
