@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from thinct.batch.jobs import Outcome
+from thinct.cli.boundary import error_boundary
 from thinct.cli.options import (
     Align,
     AlignOption,
@@ -33,7 +34,6 @@ from thinct.cli.options import (
     engine_options,
     refuse_engine_options_with_method,
 )
-from thinct.errors import ThinctError
 from thinct.geometry import check_target_options
 from thinct.inference.options import InferenceOptions
 from thinct.integrations.nnunet.convert import (
@@ -58,11 +58,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-def _fail(reporter: Reporter, error: ThinctError) -> typer.Exit:
-    reporter.error(str(error))
-    return typer.Exit(error.exit_code)
 
 
 @app.command()
@@ -130,7 +125,7 @@ def convert(
         "align": align.value,
     }
     with Reporter(quiet=quiet) as reporter:
-        try:
+        with error_boundary(reporter):
             check_target_options(spacing, factor)
             model = None
             if method is not None:
@@ -142,8 +137,6 @@ def convert(
                 model = load_checked_model(model_spec, options)
                 recipe = model_recipe(model_spec, model, **target_options)
             conversion = plan_conversion(source, target, recipe, overwrite)
-        except ThinctError as error:
-            raise _fail(reporter, error) from None
         _convert(conversion, model, options, reporter)
 
 
@@ -170,10 +163,8 @@ def _convert(
             reporter.error(result.message)
 
     with reporter.task(f"converting {conversion.source.folder.name}") as advance:
-        try:
+        with error_boundary(reporter):
             results = run_conversion(conversion, model, options, advance, report)
-        except ThinctError as error:
-            raise _fail(reporter, error) from None
     failed = sum(result.status == "failed" for result in results)
     if failed:
         reporter.info(
@@ -222,10 +213,8 @@ def restore(
     Example: thinct nnunet restore predictions_1mm predictions_5mm --dataset Dataset502_LungCT1mm
     """
     with Reporter(quiet=quiet) as reporter:
-        try:
+        with error_boundary(reporter):
             restoration = plan_restore(Path(predictions), Path(out), dataset)
-        except ThinctError as error:
-            raise _fail(reporter, error) from None
         outcomes = _restore(restoration, overwrite, reporter)
         counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
         reporter.info(

@@ -275,12 +275,7 @@ def header_grid(path: Path) -> Grid:
             f"{path}: a single slice (size {tuple(size)}), as in 2D datasets; thinct converts "
             "3D datasets"
         )
-    return Grid(
-        size=tuple(int(v) for v in size),
-        spacing=tuple(float(v) for v in reader.GetSpacing()),
-        origin=tuple(float(v) for v in reader.GetOrigin()),
-        direction=tuple(float(v) for v in reader.GetDirection()),
-    )
+    return Grid.of(reader)
 
 
 def case_grid(case: DatasetCase) -> Grid:
