@@ -19,16 +19,10 @@ from conftest import EXAMPLES, ROOT, shared_scan
 from PIL import Image
 
 from thinct.errors import UsageError
-from thinct.evaluate.run import (
-    COLUMNS,
-    Simulation,
-    figure_name,
-    parse_slices,
-    plan_evaluation,
-    read_results,
-    run_evaluation,
-    summary_markdown,
-)
+from thinct.evaluate.cases import Simulation, parse_slices
+from thinct.evaluate.report import figure_name, read_results, summary_markdown
+from thinct.evaluate.run import plan_evaluation, run_evaluation
+from thinct.evaluate.scoring import COLUMNS
 from thinct.reporting import Reporter
 
 THIN = EXAMPLES / "lidc0002_crop_1.25mm.nii.gz"

@@ -128,12 +128,8 @@ def evaluate(
 
     Example: thinct evaluate scans/ --out report --method bspline --model models/mine
     """
-    from thinct.evaluate.run import (
-        Simulation,
-        parse_slices,
-        plan_evaluation,
-        run_evaluation,
-    )
+    from thinct.evaluate.cases import Simulation, parse_slices
+    from thinct.evaluate.run import plan_evaluation, run_evaluation
 
     with (
         Reporter(quiet=quiet) as reporter,
