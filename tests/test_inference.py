@@ -1,4 +1,5 @@
-"""The sliding-window engine (`thinct.inference.engine`): geometry, exactness, tiling, memory, control.
+"""The sliding-window engine (`thinct.inference.engine`): geometry, exactness, tiling, memory,
+control.
 
 Exactness is checked with a model whose answer is known: `LinearSlots` fills every slot by
 linear interpolation between its two thick slices, so a scan whose HU is linear along the

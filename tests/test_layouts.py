@@ -26,7 +26,7 @@ from thinct.data.layouts import (
     reference_grid,
     slab_correlations,
 )
-from thinct.data.pairs import _slices_first, resample_axis
+from thinct.data.pairs import resample_axis, slice_stack
 from thinct.errors import GeometryError, ThinctWarning, UsageError
 from thinct.geometry import Grid, thin_grid
 from thinct.io import read_volume, write_volume
@@ -189,7 +189,7 @@ def test_a_thick_scan_of_other_content_on_the_right_grid_is_skipped(tmp_path, th
 
 
 def test_slab_correlations_peak_at_the_true_offset(thick, thin):
-    thick_array, thin_array = _slices_first(thick.image, 2), _slices_first(thin.image, 2)
+    thick_array, thin_array = slice_stack(thick.image, 2), slice_stack(thin.image, 2)
     right = slab_correlations(thick_array, thin_array, 2, 5)
     assert sorted(right) == list(range(-5, 6))
     assert max(right, key=right.get) == 0 and right[0] > 0.99

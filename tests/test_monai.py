@@ -1,6 +1,7 @@
-"""`thinct.integrations.monai.ThinSlicesd`, the MONAI transform, with real MONAI calls on the example crop:
-the affine of thinct's own pipeline (in RAS, and in LPS when the metadata says so), the voxels
-of ThinSlices, labels nearest with their dtype, Compose, Dataset and DataLoader, SaveImage,
+"""`thinct.integrations.monai.ThinSlicesd`, the MONAI transform, with real MONAI calls on the
+example crop: the affine of thinct's own pipeline (in RAS, and in LPS when the metadata says
+so), the voxels of ThinSlices, labels nearest with their dtype, Compose, Dataset and
+DataLoader, SaveImage,
 the inverse (directly, through Compose and through Invertd), and clear errors."""
 
 from __future__ import annotations

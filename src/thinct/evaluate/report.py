@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from thinct.errors import OutputError, UsageError
+from thinct.errors import Argument, ArgumentError, OutputError, UsageError
 from thinct.evaluate import metrics
 from thinct.evaluate.methods import BASELINE
 from thinct.evaluate.scoring import COLUMNS, FigureRequest, Result
@@ -231,7 +231,9 @@ class EvaluationReport:
         """Refuse a folder that cannot hold the report, before anything is read."""
         folder = self.folder
         if folder.exists() and not folder.is_dir():
-            raise UsageError(f"{folder} is a file; --out takes a folder for the report")
+            raise ArgumentError(
+                f"{folder} is a file; ", Argument("out"), " takes a folder for the report"
+            )
         for parent in folder.parents:
             if parent.exists():
                 if not parent.is_dir():
@@ -246,9 +248,10 @@ class EvaluationReport:
                 if (folder / name).exists()
             ]
             if existing:
-                raise UsageError(
-                    f"{folder} holds a report ({', '.join(existing)}); use --overwrite to "
-                    "replace it"
+                raise ArgumentError(
+                    f"{folder} holds a report ({', '.join(existing)}); use ",
+                    Argument("overwrite", True),
+                    " to replace it",
                 )
 
     def start(self) -> None:

@@ -11,14 +11,12 @@ in `thinct.evaluate.report`.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from thinct.errors import ThinctError, ThinctWarning, UsageError
+from thinct.errors import Argument, ArgumentError, ThinctError, UsageError
 from thinct.evaluate.cases import CaseSource, Simulation, layout_cases, thin_scan_cases, unique
 from thinct.evaluate.methods import (
     BASELINE,
@@ -80,17 +78,35 @@ def plan_evaluation(
     if not inputs:
         raise UsageError("give at least one scan or folder to evaluate")
     if window not in WINDOWS:
-        raise UsageError(f"--window must be one of {', '.join(WINDOWS)}, got {window!r}")
+        raise ArgumentError(
+            Argument("window"), f" must be one of {', '.join(WINDOWS)}, got {window!r}"
+        )
     report = EvaluationReport(Path(out), overwrite)
     chosen = [baseline(name) for name in dict.fromkeys(methods)]
     notes = []
     if not models and options != InferenceOptions() and methods:
-        raise UsageError("--device and --precision apply to models, not to --method")
+        raise ArgumentError(
+            Argument("device"),
+            " and ",
+            Argument("precision"),
+            " apply to models, not to ",
+            Argument("method"),
+        )
     if layout is not None:
         if simulation is not None:
-            raise UsageError(
-                "--thickness, --spacing, --profile, --fwhm and --slices apply to thin scans, "
-                "not to --layout pairs"
+            raise ArgumentError(
+                Argument("thickness"),
+                ", ",
+                Argument("spacing"),
+                ", ",
+                Argument("profile"),
+                ", ",
+                Argument("fwhm"),
+                " and ",
+                Argument("slices"),
+                " apply to thin scans, not to ",
+                Argument("layout"),
+                " pairs",
             )
         description = f"paired scans, {layout} layout, {split} split"
     else:
@@ -124,20 +140,6 @@ def plan_evaluation(
     return Evaluation(cases, chosen, report, description, figures, window, notes)
 
 
-@contextmanager
-def reported_warnings(reporter: Reporter) -> Iterator[None]:
-    """Report the `ThinctWarning`s raised inside as one ``warning:`` line each, when the
-    block ends (also when it ends with an error)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ThinctWarning)
-        try:
-            yield
-        finally:
-            for warning in caught:
-                if issubclass(warning.category, ThinctWarning):
-                    reporter.warning(str(warning.message))
-
-
 def run_evaluation(evaluation: Evaluation, reporter: Reporter) -> tuple[list[Result], list[str]]:
     """Evaluate case after case, rewriting the report after each; a case that fails is
     reported and the rest go on. Returns the results and the failures (one line each)."""
@@ -155,7 +157,7 @@ def run_evaluation(evaluation: Evaluation, reporter: Reporter) -> tuple[list[Res
         )
         try:
             with (
-                reported_warnings(reporter),
+                reporter.warnings_reported(),
                 reporter.task(f"evaluating {label}", total=len(evaluation.methods)) as advance,
             ):
                 case = source.load()
