@@ -10,8 +10,8 @@ from typing import Any
 from thinct.batch.jobs import is_scan
 from thinct.io import read_volume, volume_suffix
 from thinct.volume import Volume
+from thinct.windows import WINDOWS
 from thinct_napari.geometry import layer_transform
-from thinct_napari.windows import WINDOWS
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathOrPaths = str | list[str]
@@ -39,7 +39,7 @@ def volume_layer(volume: Volume, name: str) -> LayerData:
         "name": name,
         **layer_transform(volume.image),
         "colormap": "gray",
-        "contrast_limits": WINDOWS["lung"].contrast_limits,
+        "contrast_limits": WINDOWS["lung"].limits,
     }
     return (volume.array, meta, "image")
 

@@ -22,6 +22,7 @@ from thinct.io import check_volume, hounsfield_warning
 from thinct.pipeline import upsample_volume
 from thinct.resample.interpolation import resample_labels
 from thinct.volume import Volume
+from thinct.windows import WINDOWS
 from thinct_napari._compare import SideBySide
 from thinct_napari._controls import Ended, Hooks, RunControls
 from thinct_napari._settings import EngineSettings, ModelCache, Settings
@@ -31,7 +32,6 @@ from thinct_napari.geometry import (
     layer_attributes,
     layer_transform,
 )
-from thinct_napari.windows import WINDOWS
 
 if TYPE_CHECKING:
     import napari
@@ -179,7 +179,7 @@ class UpsampleWidget(Container):
                 result.thin.array,
                 name=f"{source.name} {suffix}",
                 colormap="gray",
-                contrast_limits=window.contrast_limits,
+                contrast_limits=window.limits,
                 metadata={"thinct": _provenance(settings)},
                 **placement,
             )
@@ -204,7 +204,7 @@ class UpsampleWidget(Container):
         source = self.image.value
         if source is None:
             return
-        limits = WINDOWS[self.window.value].contrast_limits
+        limits = WINDOWS[self.window.value].limits
         thin = self._results.get(id(source), (None, [], []))[2][:1]
         for layer in [source, *thin]:
             layer.contrast_limits = limits

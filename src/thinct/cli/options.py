@@ -15,13 +15,13 @@ import typer
 
 from thinct.data.layouts import LAYOUTS
 from thinct.errors import UsageError
-from thinct.evaluate.figures import WINDOWS
 from thinct.geometry import ALIGNMENTS
 from thinct.inference.options import DEVICES, PRECISIONS, InferenceOptions
 from thinct.io import OUTPUT_TYPES
 from thinct.resample.consistency import CONSISTENCY_CHOICES
 from thinct.resample.interpolation import METHODS
 from thinct.resample.profiles import PROFILES
+from thinct.windows import WINDOWS
 
 
 def _choices(name: str, values: tuple[str, ...]) -> Any:

@@ -9,8 +9,8 @@ thick input differs most from the reference in the display window (smoothed over
 centimetre): where thin slices have the most to add.
 
 matplotlib is imported inside the functions, and only its object-oriented API (no pyplot), so
-it never touches a display or the process-wide backend; SciPy too, so that the command line
-builds its ``--window`` choices from `WINDOWS` without loading either.
+it never touches a display or the process-wide backend; SciPy too, so that planning an
+evaluation loads neither.
 """
 
 from __future__ import annotations
@@ -22,12 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from thinct.io.atomic import replacing
+from thinct.windows import WINDOWS
 
-# Display windows (low, high) in HU.
-WINDOWS: dict[str, tuple[float, float]] = {
-    "lung": (-1350.0, 150.0),  # level -600, width 1500
-    "soft-tissue": (-160.0, 240.0),  # level 40, width 400
-}
 ERROR_RANGE_HU = 200.0  # |error| colour scale: 0 to this many HU
 CROP_MM = 80.0
 # A figure's centre counts as inside the lungs where this much of its surroundings is lung.
@@ -66,7 +62,7 @@ def choose_box(
     thick_on_grid: np.ndarray,
     reference: np.ndarray,
     spacing: Sequence[float],
-    window: tuple[float, float] = WINDOWS["lung"],
+    window: tuple[float, float] = WINDOWS["lung"].limits,
     exclude: int = 5,
     crop_mm: float = CROP_MM,
     prefer_lung: bool = True,
@@ -151,7 +147,7 @@ def save_case_figure(
     panels: Sequence[Panel],
     error: Panel | None,
     spacing: Sequence[float],
-    window: tuple[float, float] = WINDOWS["lung"],
+    window: tuple[float, float] = WINDOWS["lung"].limits,
     plane_names: Sequence[str] = ("axial", "coronal", "sagittal"),
     superior_up: bool = True,
     rows: Sequence[int] = (0, 1, 2),

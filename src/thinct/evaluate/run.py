@@ -30,6 +30,7 @@ from thinct.evaluate.report import EvaluationReport
 from thinct.evaluate.scoring import Result, evaluate_case
 from thinct.inference.options import InferenceOptions
 from thinct.resample.consistency import check_consistency
+from thinct.windows import WINDOWS
 
 if TYPE_CHECKING:
     from thinct.reporting import Reporter
@@ -72,8 +73,6 @@ def plan_evaluation(
     ``consistency`` (a slice profile) adds each method once more, its thin slices made
     consistent with the thick ones (`with_consistency`).
     """
-    from thinct.evaluate.figures import WINDOWS
-
     options = options or InferenceOptions()
     if not inputs:
         raise UsageError("give at least one scan or folder to evaluate")

@@ -23,6 +23,7 @@ from thinct.errors import ThinctError, UsageError
 from thinct.evaluate import metrics
 from thinct.evaluate.methods import EvaluatedMethod
 from thinct.resample.interpolation import interpolate
+from thinct.windows import WINDOWS
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ COLUMNS = tuple(f.name for f in fields(Result))
 
 @dataclass(frozen=True)
 class FigureRequest:
-    """Where a case's figure goes and in which display window (``lung`` or ``soft-tissue``)."""
+    """Where a case's figure goes and in which display window (a `thinct.windows` name)."""
 
     path: Path
     window: str = "lung"
@@ -120,7 +121,7 @@ def evaluate_case(
     if figure is not None:
         from thinct.evaluate import figures
 
-        window = figures.WINDOWS[figure.window]
+        window = WINDOWS[figure.window].limits
         thick = case.slices_first(interpolate(case.thick, case.grid, method="nearest"))
         box = figures.choose_box(
             thick, reference, spacing, window=window, prefer_lung=figure.window == "lung"
@@ -199,7 +200,7 @@ def _draw_case(
         columns,
         error,
         spacing,
-        window=figures.WINDOWS[figure.window],
+        window=WINDOWS[figure.window].limits,
         plane_names=names,
         superior_up=axial and direction[2] > 0,
     )
