@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import DIRECTIONS, make_image, rotation
+from helpers.volumes import DIRECTIONS, make_image, rotation
 
 from thinct.errors import GeometryError, UsageError
 from thinct.geometry import (

@@ -10,8 +10,8 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 import torch
-from cli_helpers import assert_ok, read, thinct
-from conftest import real_dicom_folder, shared_scan
+from helpers.cli import assert_ok, read, thinct
+from helpers.paths import real_dicom_folder, shared_scan
 
 import thinct as thinct_api
 from thinct.geometry import Grid, slab_extent, slice_axis
