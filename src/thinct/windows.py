@@ -17,8 +17,8 @@ class Window(NamedTuple):
     width: float
 
     @property
-    def limits(self) -> tuple[float, float]:
-        """The lowest and highest HU shown (black and white)."""
+    def contrast_limits(self) -> tuple[float, float]:
+        """The lowest and highest HU shown (black and white), napari's contrast limits."""
         return (self.level - self.width / 2, self.level + self.width / 2)
 
 

@@ -39,7 +39,7 @@ def volume_layer(volume: Volume, name: str) -> LayerData:
         "name": name,
         **layer_transform(volume.image),
         "colormap": "gray",
-        "contrast_limits": WINDOWS["lung"].limits,
+        "contrast_limits": WINDOWS["lung"].contrast_limits,
     }
     return (volume.array, meta, "image")
 

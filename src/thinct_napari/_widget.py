@@ -179,7 +179,7 @@ class UpsampleWidget(Container):
                 result.thin.array,
                 name=f"{source.name} {suffix}",
                 colormap="gray",
-                contrast_limits=window.limits,
+                contrast_limits=window.contrast_limits,
                 metadata={"thinct": _provenance(settings)},
                 **placement,
             )
@@ -204,7 +204,7 @@ class UpsampleWidget(Container):
         source = self.image.value
         if source is None:
             return
-        limits = WINDOWS[self.window.value].limits
+        limits = WINDOWS[self.window.value].contrast_limits
         thin = self._results.get(id(source), (None, [], []))[2][:1]
         for layer in [source, *thin]:
             layer.contrast_limits = limits

@@ -19,11 +19,11 @@ from napari.plugins.io import save_layers
 from npe2 import PluginManifest
 
 from thinct import ThinctError, Volume, read_volume, write_volume
+from thinct.windows import WINDOWS
 from thinct_napari._reader import get_reader, read_layers
 from thinct_napari._sample_data import EXAMPLE_SCAN
 from thinct_napari._writer import write_image
 from thinct_napari.geometry import image_from_layer, layer_transform
-from thinct_napari.windows import WINDOWS
 
 PACKAGE = ROOT / "src" / "thinct_napari"
 pytestmark = pytest.mark.filterwarnings("ignore:Non-orthogonal slicing:UserWarning")

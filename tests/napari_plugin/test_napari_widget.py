@@ -13,9 +13,9 @@ from npe2 import PluginManifest
 from thinct import read_volume, upsample_volume
 from thinct.models import load_model
 from thinct.resample.interpolation import resample_labels
+from thinct.windows import WINDOWS
 from thinct_napari._sample_data import EXAMPLE_SCAN
 from thinct_napari.geometry import data_to_world, layer_attributes, layer_transform
-from thinct_napari.windows import WINDOWS
 
 pytestmark = needs_window
 RUN_TIMEOUT_MS = 180_000  # the shipped model on the 16-slice sample: seconds, on 2 busy cores

@@ -17,7 +17,7 @@ from thinct.batch.jobs import Job, Outcome, plan_jobs, run_jobs, skipped
 from thinct.batch.shards import Share, finish_torchrun_process
 from thinct.batch.workers import Task, run_in_workers, sigterm_as_interrupt
 from thinct.cli.boundary import error_boundary
-from thinct.errors import UsageError
+from thinct.errors import UsageError, collected_warnings
 from thinct.reporting import Reporter
 
 
@@ -87,8 +87,14 @@ def _run_share(
         return
 
     def process(job: Job) -> None:
-        with reporter.warnings_reported(), reporter.task(f"{verb} {job.source.name}") as advance:
+        # A job's warnings are reported when it succeeds; its error line says what went wrong.
+        with (
+            collected_warnings() as messages,
+            reporter.task(f"{verb} {job.source.name}") as advance,
+        ):
             work(job, advance)
+        for message in messages:
+            reporter.warning(message)
 
     with sigterm_as_interrupt():
         if plan.batch:

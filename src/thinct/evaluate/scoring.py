@@ -121,7 +121,7 @@ def evaluate_case(
     if figure is not None:
         from thinct.evaluate import figures
 
-        window = WINDOWS[figure.window].limits
+        window = WINDOWS[figure.window].contrast_limits
         thick = case.slices_first(interpolate(case.thick, case.grid, method="nearest"))
         box = figures.choose_box(
             thick, reference, spacing, window=window, prefer_lung=figure.window == "lung"
@@ -200,7 +200,7 @@ def _draw_case(
         columns,
         error,
         spacing,
-        window=WINDOWS[figure.window].limits,
+        window=WINDOWS[figure.window].contrast_limits,
         plane_names=names,
         superior_up=axial and direction[2] > 0,
     )
