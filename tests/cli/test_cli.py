@@ -61,7 +61,7 @@ import thinct as thinct_package
 from thinct.cli.app import app, main
 
 OBLIQUE = rotation(20, -15, 30)
-IN_PLANE = (28, 24)  # x, y size of the synthetic scans of cli_helpers.ct_array
+IN_PLANE = (28, 24)  # x, y size of the synthetic scans of helpers.cli.ct_array
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +87,7 @@ def _finished(runs: dict[str, Done | BaseException], name: str) -> Done:
 @pytest.fixture
 def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Work in ``tmp_path`` for `thinct_in_process`, with the wide, colourless terminal that
-    `cli_helpers.thinct` gives a subprocess."""
+    `helpers.cli.thinct` gives a subprocess."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("NO_COLOR", "1")

@@ -264,6 +264,15 @@ class Text:
 Handling = Run | Parse | CoveredBy | Text
 
 
+def _package_tree(text: str, folder: Path) -> None:
+    """The tour names every module and folder at the top of src/thinct, and nothing else."""
+    listed = {line.split()[0] for line in text.splitlines()[1:] if line.strip()}
+    package = ROOT / "src" / "thinct"
+    actual = {p.name for p in package.glob("*.py")}
+    actual |= {f"{p.name}/" for p in package.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert listed == actual
+
+
 def _synopses(text: str, folder: Path) -> None:
     check_synopses(text)
 
@@ -360,6 +369,7 @@ REGISTRY: dict[str, dict[str, Handling]] = {
         "import thinct": CoveredBy("tests/docs/test_docs.py::test_readme_python_example_runs"),
     },
     "DEVELOPERS.md": {
+        "src/thinct/": Text("the package's tree", _package_tree),
         "python -m venv .venv && . .venv/bin/activate": Parse(
             "sets up a development environment and runs every test, then CI"
         ),
