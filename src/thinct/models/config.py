@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from thinct.errors import UsageError
+from thinct.validation import at_least, check_fields, is_whole, positive, unknown_keys
 
 LAYOUTS = ("clean", "official")
 # Bumped when a config field changes meaning; a folder written by a newer thinct is refused.
@@ -28,8 +29,8 @@ class ModelConfig:
 
     architecture: ClassVar[str] = ""
 
-    slices: int = 8
-    ratio: int = 5
+    slices: int = positive(8)
+    ratio: int = positive(5)
     interpolation_residual: bool = False
 
     @property
@@ -52,35 +53,11 @@ class ModelConfig:
         raise NotImplementedError
 
     def __post_init__(self) -> None:
-        self._check_types()
+        # Every field as its type and bound say (JSON lists become tuples): a config from a
+        # file would otherwise fail deep inside the network.
+        check_fields(self, f"{self.architecture} config field")
         if self.slices < 2 or self.ratio < 2:
             raise UsageError("a model needs at least 2 thick slices and a ratio of at least 2")
-
-    def _check_types(self) -> None:
-        """Each field must have its default's type (JSON lists become tuples), and sizes must
-        be positive: a config from a file would otherwise fail deep inside the network."""
-        for field in dataclasses.fields(self):
-            value, default = getattr(self, field.name), field.default
-            if isinstance(default, tuple) and isinstance(value, list):
-                value = tuple(value)
-                object.__setattr__(self, field.name, value)
-            if isinstance(default, tuple):
-                ok = isinstance(value, tuple) and all(_is_int(v) and v > 0 for v in value)
-                if field.name.endswith("window"):  # one size per spatial axis
-                    ok = ok and len(value) == len(default)
-            elif isinstance(default, bool):
-                ok = isinstance(value, bool)
-            elif isinstance(default, float):
-                ok = (_is_int(value) or isinstance(value, float)) and value >= 0
-            elif isinstance(default, int):
-                ok = _is_int(value) and value > 0
-            else:
-                ok = isinstance(value, type(default))
-            if not ok:
-                raise UsageError(
-                    f"{self.architecture} config field {field.name} = {value!r} is not valid "
-                    f"(expected a value like {default!r})"
-                )
 
     def check_input(self, shape: Sequence[int]) -> None:
         """Refuse input the network cannot map: CTHNet would silently stretch a cube of the
@@ -116,17 +93,17 @@ class SwinDecoderConfig(ModelConfig):
     """
 
     layout: str = "clean"
-    mlp_ratio: float = 4.0
-    drop_path_rate: float = 0.1
-    latent_channels: int = 8
-    head_channels: int = 16
-    fold: int = 8
-    through_depths: tuple[int, ...] = (4,)
-    through_heads: int = 8
-    through_window: int = 4
-    in_plane_depths: tuple[int, ...] = (4, 4)
-    in_plane_heads: int = 8
-    in_plane_window: int = 8
+    mlp_ratio: float = at_least(0, 4.0)
+    drop_path_rate: float = at_least(0, 0.1)
+    latent_channels: int = positive(8)
+    head_channels: int = positive(16)
+    fold: int = positive(8)
+    through_depths: tuple[int, ...] = positive((4,))
+    through_heads: int = positive(8)
+    through_window: int = positive(4)
+    in_plane_depths: tuple[int, ...] = positive((4, 4))
+    in_plane_heads: int = positive(8)
+    in_plane_window: int = positive(8)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -148,10 +125,10 @@ class CTHNetConfig(SwinDecoderConfig):
 
     architecture: ClassVar[str] = "cthnet"
 
-    encoder_dim: int = 32
-    encoder_depths: tuple[int, ...] = (4,)
-    encoder_heads: int = 8
-    encoder_window: tuple[int, int, int] = (2, 2, 2)
+    encoder_dim: int = positive(32)
+    encoder_depths: tuple[int, ...] = positive((4,))
+    encoder_heads: int = positive(8)
+    encoder_window: tuple[int, int, int] = positive((2, 2, 2))
 
     @property
     def tile_multiple(self) -> int:
@@ -174,11 +151,11 @@ class TVSRNConfig(SwinDecoderConfig):
 
     architecture: ClassVar[str] = "tvsrn"
 
-    slices: int = 4
-    patch: int = 8
-    encoder_depths: tuple[int, ...] = (4,)
-    encoder_heads: int = 8
-    encoder_window: int = 8
+    slices: int = positive(4)
+    patch: int = positive(8)
+    encoder_depths: tuple[int, ...] = positive((4,))
+    encoder_heads: int = positive(8)
+    encoder_window: int = positive(8)
 
     @property
     def tile_multiple(self) -> int:
@@ -209,8 +186,8 @@ class ThickGridConfig(ModelConfig):
     architecture: ClassVar[str] = "thickgrid"
 
     interpolation_residual: bool = True
-    channels: int = 32
-    blocks: int = 8
+    channels: int = positive(32)
+    blocks: int = positive(8)
 
     @property
     def tile_multiple(self) -> int:
@@ -219,10 +196,6 @@ class ThickGridConfig(ModelConfig):
     @property
     def window_grid(self) -> int:
         return 1
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 CONFIG_CLASSES: dict[str, type[ModelConfig]] = {
@@ -235,7 +208,7 @@ def config_from_dict(values: dict[str, Any]) -> ModelConfig:
     values = dict(values)
     architecture = values.pop("architecture", None)
     version = values.pop("format", CONFIG_FORMAT)
-    if not _is_int(version) or version < 1:
+    if not is_whole(version) or version < 1:
         raise UsageError(f"the model config's format must be a positive integer, got {version!r}")
     if version > CONFIG_FORMAT:
         raise UsageError(
@@ -246,8 +219,7 @@ def config_from_dict(values: dict[str, Any]) -> ModelConfig:
         known = ", ".join(CONFIG_CLASSES)
         raise UsageError(f"unknown model architecture {architecture!r}; known: {known}")
     cls = CONFIG_CLASSES[architecture]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    unknown = unknown_keys(cls, values)
     if unknown:
         raise UsageError(f"unknown {architecture} config fields: {', '.join(unknown)}")
     try:

@@ -2,14 +2,14 @@
 
 Every section is a frozen dataclass with defaults, so a config names only what it changes;
 an unknown key or a value of the wrong type is one clear error naming its place in the file
-(``optim.lr``), before any data is read. Data paths are relative to ``data.root``, which is
-relative to the working directory.
+(``optim.lr``), before any data is read: `thinct.validation` reads each field's type and the
+bound declared with it (``lr: float = positive(3e-4)``). Data paths are relative to
+``data.root``, which is relative to the working directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,23 +20,12 @@ from thinct.data.layouts import LAYOUTS
 from thinct.errors import UsageError
 from thinct.inference.options import AUTOCAST_PRECISIONS
 from thinct.resample.profiles import PROFILES
+from thinct.validation import at_least, build, fraction, positive
 
 AXES = ("x", "y", "z")
 LOSSES = ("l1", "l1+ssim", "l1+gradient")
 SCHEDULES = ("cosine", "plateau")
 AMP_MODES = ("off", *AUTOCAST_PRECISIONS)
-# Counts that must be at least 1 (the others may be 0), and the allowed range of numbers.
-_POSITIVE_INTS = (
-    "steps",
-    "batch_size",
-    "tile",
-    "validate_every",
-    "checkpoint_every",
-    "log_every",
-    "phases",
-)
-_POSITIVE_FLOATS = ("spacing", "lr", "grad_clip")
-_FRACTIONS = ("flip", "transpose", "intensity", "min_tissue")
 
 
 @dataclass(frozen=True)
@@ -71,7 +60,7 @@ class Degradation:
     """A slice profile for simulated thick slices; several make thickness jitter."""
 
     profile: str = "boxcar"
-    fwhm: float | None = None
+    fwhm: float | None = positive(None)
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -85,11 +74,11 @@ class Degradation:
 @dataclass(frozen=True)
 class DataSection:
     root: str = "."
-    spacing: float = 1.0
+    spacing: float = positive(1.0)
     train: tuple[Source, ...] = ()
     validation: tuple[Source, ...] = ()
     degradations: tuple[Degradation, ...] = (Degradation(),)
-    phases: int = 1
+    phases: int = positive(1)
 
     def resolve(self, source: Source) -> Path:
         return Path(self.root) / source.path
@@ -103,12 +92,12 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class CropSection:
-    tile: int = 64
-    flip: float = 0.5
-    transpose: float = 0.5
-    intensity: float = 0.0
-    noise: float = 0.0
-    min_tissue: float = 0.1
+    tile: int = positive(64)
+    flip: float = fraction(0.5)
+    transpose: float = fraction(0.5)
+    intensity: float = fraction(0.0)
+    noise: float = at_least(0, 0.0)
+    min_tissue: float = fraction(0.1)
 
 
 @dataclass(frozen=True)
@@ -116,15 +105,15 @@ class OptimSection:
     """AdamW; ``cosine`` decays to ``min_lr`` after a linear warm-up, ``plateau`` divides the
     rate by 10 when the training loss stops improving (the papers' recipe)."""
 
-    steps: int = 10000
-    batch_size: int = 4
-    lr: float = 3e-4
-    min_lr: float = 1e-6
-    weight_decay: float = 1e-4
+    steps: int = positive(10000)
+    batch_size: int = positive(4)
+    lr: float = positive(3e-4)
+    min_lr: float = at_least(0, 1e-6)
+    weight_decay: float = at_least(0, 1e-4)
     schedule: str = "cosine"
-    warmup_steps: int = 200
-    plateau_patience: int = 4
-    grad_clip: float = 1.0
+    warmup_steps: int = at_least(0, 200)
+    plateau_patience: int = at_least(0, 4)
+    grad_clip: float = positive(1.0)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -134,7 +123,7 @@ class OptimSection:
 @dataclass(frozen=True)
 class LossSection:
     kind: str = "l1"
-    weight: float = 0.1
+    weight: float = at_least(0, 0.1)
 
     def __post_init__(self) -> None:
         if self.kind not in LOSSES:
@@ -149,105 +138,19 @@ class TrainConfig:
     crop: CropSection = CropSection()
     optim: OptimSection = OptimSection()
     loss: LossSection = LossSection()
-    seed: int = 0
-    workers: int = 1
+    seed: int = at_least(0, 0)
+    workers: int = at_least(0, 1)
     amp: str = "off"
     device: str = "auto"
-    validate_every: int = 500
-    checkpoint_every: int = 100
-    log_every: int = 20
+    validate_every: int = positive(500)
+    checkpoint_every: int = positive(100)
+    log_every: int = positive(20)
 
     def __post_init__(self) -> None:
         if self.amp not in AMP_MODES:
             raise UsageError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         if not self.data.train:
             raise UsageError("data.train lists no scans to train on")
-
-
-def _build(cls: type, values: Any, where: str) -> Any:
-    """A dataclass from a YAML mapping, every field's type checked against its default."""
-    if not isinstance(values, dict):
-        raise UsageError(f"{where or 'the config'} must be a mapping, got {values!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise UsageError(f"unknown key {where + '.' if where else ''}{unknown[0]} in the config")
-    required = [
-        name
-        for name, spec in fields.items()
-        if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
-    ]
-    missing = [name for name in required if name not in values]
-    if missing:
-        raise UsageError(f"the config needs {where + '.' if where else ''}{missing[0]}")
-    kwargs = {}
-    for name, value in values.items():
-        kwargs[name] = _convert(cls, fields[name], value, f"{where}.{name}" if where else name)
-    return cls(**kwargs)
-
-
-_NESTED = {
-    "data": DataSection,
-    "model": ModelSection,
-    "crop": CropSection,
-    "optim": OptimSection,
-    "loss": LossSection,
-}
-
-
-def _convert(owner: type, spec: dataclasses.Field, value: Any, where: str) -> Any:
-    if spec.name in _NESTED and owner in (TrainConfig,):
-        return _build(_NESTED[spec.name], value, where)
-    if owner is DataSection and spec.name in ("train", "validation", "degradations"):
-        item = Degradation if spec.name == "degradations" else Source
-        if not isinstance(value, list):
-            raise UsageError(f"{where} must be a list")
-        return tuple(_build(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if owner is Source and spec.name == "axes":
-        if not isinstance(value, list):
-            raise UsageError(f"{where} must be a list")
-        return tuple(value)
-    if owner is Source and spec.name == "slices":
-        if not (isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))):
-            raise UsageError(f"{where} must be a list of two fractions, [start, stop]")
-        return tuple(float(v) for v in value)
-    if owner is ModelSection and spec.name == "config":
-        if not isinstance(value, dict):
-            raise UsageError(f"{where} must be a mapping of model config fields")
-        return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-    default = spec.default
-    if isinstance(default, bool):
-        ok, expected = isinstance(value, bool), "true or false"
-    elif isinstance(default, float) or spec.name == "fwhm":
-        if spec.name in _FRACTIONS:
-            low, expected = 0.0, "a fraction from 0 to 1"
-        elif spec.name in (*_POSITIVE_FLOATS, "fwhm"):
-            low, expected = None, "a positive number"
-        else:
-            low, expected = 0.0, "a number, 0 or more"
-        ok = _is_number(value) and math.isfinite(value)
-        ok = ok and (value > 0 if low is None else value >= low)
-        ok = ok and (spec.name not in _FRACTIONS or value <= 1)
-        if spec.name == "fwhm" and value is None:
-            return None
-        value = float(value) if ok else value
-    elif isinstance(default, int):
-        low = 1 if spec.name in _POSITIVE_INTS else 0
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-        expected = f"a whole number, {low} or more"
-    else:
-        # Text; only a field whose default is None (a source's layout) may be left empty.
-        ok = isinstance(value, str) or (value is None and default is None)
-        expected = (
-            "a text" if default in (None, dataclasses.MISSING) else f"a text like {default!r}"
-        )
-    if not ok:
-        raise UsageError(f"{where} = {value!r} is not valid (expected {expected})")
-    return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -260,7 +163,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         reason = " ".join(str(error).split())
         raise UsageError(f"{path} is not valid YAML: {reason}") from None
-    return _build(TrainConfig, values or {}, "")
+    return build(TrainConfig, values or {})
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
