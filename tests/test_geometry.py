@@ -337,7 +337,7 @@ def test_factor_and_spacing_together_is_a_usage_error():
 
 @pytest.mark.parametrize("factor", [1, 0, -3, 2.5, 101, 100000])
 def test_bad_factor_is_a_usage_error(factor):
-    with pytest.raises(UsageError, match="--factor must be a whole number from 2 to 100"):
+    with pytest.raises(UsageError, match="factor must be a whole number from 2 to 100"):
         thin_grid(thick_grid(3), factor=factor)
 
 
@@ -363,11 +363,11 @@ def test_a_target_at_the_ratio_limit_is_fine():
 @pytest.mark.parametrize(
     ("spacing", "factor", "says"),
     [
-        (1.0, 5, "give either --spacing or --factor, not both"),
-        (None, 1, "--factor must be"),
-        (None, 101, "--factor must be"),
-        (0.0, None, "--spacing must be a positive number of mm"),
-        (math.nan, None, "--spacing must be a positive number of mm"),
+        (1.0, 5, "give either spacing or factor, not both"),
+        (None, 1, "factor must be"),
+        (None, 101, "factor must be"),
+        (0.0, None, "spacing must be a positive number of mm"),
+        (math.nan, None, "spacing must be a positive number of mm"),
     ],
 )
 def test_target_options_are_checked_without_a_scan(spacing, factor, says):

@@ -228,7 +228,7 @@ def test_cli_evaluates_without_torch_and_never_touches_its_input(tmp_path):
         ([str(THIN), "--device", "cpu"], ["--device and --precision apply to models"]),
         ([str(THIN), "--layout", "rplhr", "--thickness", "3"], ["not to --layout"]),
         ([str(THIN), "--method", "cubic"], ["'cubic'"]),
-        ([str(THIN), "--window", "bone"], ["'bone'"]),
+        ([str(THIN), "--window", "brain"], ["'brain'"]),
     ],
 )
 def test_cli_usage_errors_are_one_line_and_exit_2(

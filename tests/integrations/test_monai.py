@@ -228,7 +228,7 @@ def test_missing_keys_and_bad_arguments_are_clear_errors():
         ThinSlicesd("ct", method="cubic")
     with pytest.raises(UsageError, match="either a model or a method"):
         ThinSlicesd("ct", model="cthnet-small", method="linear")
-    with pytest.raises(UsageError, match="--factor"):
+    with pytest.raises(UsageError, match="factor"):
         ThinSlicesd("ct", method="linear", factor=1)
 
 
