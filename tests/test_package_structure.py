@@ -105,7 +105,7 @@ def test_few_top_level_modules_and_the_stages_as_subpackages():
 
 
 def test_no_module_is_longer_than_the_limit():
-    lines = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in modules().items()}
+    lines = {name: len(p.read_text(encoding="utf-8").splitlines()) for name, p in modules().items()}
     assert {name: n for name, n in lines.items() if n > MAX_LINES} == {}
 
 

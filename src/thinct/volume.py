@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+# The intensity window of thinct's models, their training data and the papers' metrics (HU):
+# values outside are clipped, and the window is scaled to [0, 1].
+HU_MIN, HU_MAX = -1024.0, 2048.0
+
 
 @dataclass
 class Volume:

@@ -25,8 +25,6 @@ from torch import nn
 from thinct.errors import Cancelled, ThinctError, UsageError
 from thinct.geometry import Grid, thin_grid
 from thinct.inference.engine import (
-    HU_MAX,
-    HU_MIN,
     InferenceOptions,
     check_options,
     resolve_device,
@@ -35,7 +33,7 @@ from thinct.inference.engine import (
 from thinct.io import read_volume
 from thinct.models import CTHNetConfig, create_model
 from thinct.resample.interpolation import interpolate
-from thinct.volume import Volume
+from thinct.volume import HU_MAX, HU_MIN, Volume
 
 # float32 arithmetic on intensities scaled by 1 / 3072: a few ulps of 2048 HU.
 HU_ATOL = 2e-3

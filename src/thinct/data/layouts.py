@@ -26,11 +26,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from thinct.data.cases import Case
-from thinct.data.pairs import HU_MAX, HU_MIN, Pair, slice_stack
+from thinct.data.pairs import Pair, slice_stack
 from thinct.errors import GeometryError, ThinctWarning, UsageError
 from thinct.geometry import Grid, ThinGrid, slice_axis, slices_first
 from thinct.io import read_volume
-from thinct.volume import Volume
+from thinct.volume import HU_MAX, HU_MIN, Volume
 
 LAYOUTS: tuple[str, ...] = ("rplhr", "cthnet")
 SPLITS: tuple[str, ...] = ("train", "val", "test")

@@ -19,9 +19,7 @@ import SimpleITK as sitk
 from thinct.errors import GeometryError, UsageError
 from thinct.geometry import Grid, slice_axis, slices_first
 from thinct.resample.simulate import simulate_thick
-from thinct.volume import Volume
-
-HU_MIN, HU_MAX = -1024.0, 2048.0
+from thinct.volume import HU_MAX, HU_MIN, Volume
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ from scipy import ndimage
 from scipy.ndimage import gaussian_filter
 
 from thinct.errors import GeometryError
+from thinct.volume import HU_MAX, HU_MIN
 
-HU_MIN, HU_MAX = -1024.0, 2048.0
 # Level -600 HU, width 1500 HU: the usual lung window of chest CT.
 LUNG_WINDOW = (-1350.0, 150.0)
 EDGE_SLICES = 5

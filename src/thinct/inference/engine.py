@@ -27,7 +27,6 @@ scan circle) are taken from linear interpolation of the input instead of being l
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -38,6 +37,7 @@ from torch import nn
 
 from thinct.errors import Argument, ArgumentError, Cancelled, UsageError
 from thinct.geometry import ThinGrid, slices_back, slices_first
+from thinct.inference.blending import SLOT_EPS, Baseline, SlotBlender, SlotWriter
 from thinct.inference.options import (
     AUTOCAST_PRECISIONS,
     DEVICES,
@@ -46,13 +46,17 @@ from thinct.inference.options import (
     InferenceOptions,
 )
 from thinct.inference.runtime import tune_allocator
+from thinct.inference.tiling import (
+    axis_tiles,
+    in_plane_padding,
+    plan_windows,
+    slot_weights,
+    windows_of_input,
+)
 from thinct.resample.interpolation import ProgressCallback
 from thinct.volume import Volume
 
-HU_MIN, HU_MAX = -1024.0, 2048.0
 _AUTOCAST_DTYPES = dict(zip(AUTOCAST_PRECISIONS, (torch.bfloat16, torch.float16), strict=True))
-# A thin slice closer than this (in slots) to a model slot is that slot.
-_SLOT_EPS = 1e-4
 
 
 def precision_context(device: torch.device, precision: str) -> AbstractContextManager[Any]:
@@ -113,166 +117,6 @@ def load_checked_model(spec: str | None, options: InferenceOptions) -> nn.Module
     return model
 
 
-def _plan_windows(low: int, high: int, slices: int, ratio: int, overlap: int) -> list[int]:
-    """First thick slices of the windows that cover slots ``low..high`` with their trusted
-    middles (they may lie before 0 or past the end: the scan is reflected there).
-
-    A slot counts as covered when it lies at least half a cross-fade (half the slots two
-    neighbouring windows share) from both ends of a window.
-    """
-    slots = (slices - 1) * ratio + 1
-    shared = (overlap - 1) * ratio + 1
-    margin = shared // 2
-    stride = slices - overlap
-    start = math.floor((low - margin) / ratio)
-    last = math.ceil((high + margin - (slots - 1)) / ratio)
-    starts = list(range(start, max(start, last) + 1, stride))
-    if starts[-1] < last:
-        starts.append(last)  # moved back to end where the scan ends, as the published code does
-    return starts
-
-
-def _slot_weights(slots: int, shared: int) -> np.ndarray:
-    """Cross-fade weights of one window's slots: ramps over the slots shared with the
-    neighbours, so two overlapping windows' weights sum to one. float32, so that weighted
-    slots stay float32 (a float64 weight would double the blender's memory)."""
-    distance = np.minimum(np.arange(slots), np.arange(slots)[::-1]).astype(np.float64)
-    return np.minimum(1.0, (distance + 0.5) / shared).astype(np.float32)
-
-
-def _tile_starts(size: int, tile: int, overlap: int, grid: int) -> list[int]:
-    """Tile starts on multiples of ``grid`` (``size`` and ``tile`` are multiples of it), spread
-    evenly, consecutive tiles sharing at least ``overlap`` pixels (rounded up to the grid, but
-    never a whole tile)."""
-    if size <= tile:
-        return [0]
-    units, tile_units = size // grid, tile // grid
-    shared = min(-(-overlap // grid), tile_units - 1)
-    count = math.ceil((units - shared) / (tile_units - shared))
-    return [grid * round(i * (units - tile_units) / (count - 1)) for i in range(count)]
-
-
-def _ramp(length: int, before: int, after: int) -> np.ndarray:
-    """1D tile weights: linear ramps over the pixels shared with the tile before and after."""
-    index = np.arange(length, dtype=np.float64)
-    weight = np.ones(length)
-    if before > 0:
-        weight = np.minimum(weight, (index + 0.5) / before)
-    if after > 0:
-        weight = np.minimum(weight, (length - index - 0.5) / after)
-    return weight
-
-
-def _axis_tiles(size: int, tile: int, overlap: int, grid: int) -> list[tuple[int, np.ndarray]]:
-    """(start, weights) of the tiles along one in-plane axis."""
-    starts = _tile_starts(size, tile, overlap, grid)
-    length = min(tile, size)
-    tiles = []
-    for i, start in enumerate(starts):
-        before = starts[i - 1] + length - start if i > 0 else 0
-        after = start + length - starts[i + 1] if i + 1 < len(starts) else 0
-        tiles.append((start, _ramp(length, before, after)))
-    return tiles
-
-
-def _reflected(index: np.ndarray, count: int) -> np.ndarray:
-    """Indices reflected into 0..count-1 (mirror about the first and last slice)."""
-    if count == 1:
-        return np.zeros_like(index)
-    period = 2 * (count - 1)
-    folded = np.mod(index, period)
-    return np.where(folded < count, folded, period - folded)
-
-
-class _SlotWriter:
-    """Receives finished model slots in order and writes the thin slices that lie on or
-    between them into the output (scaled back to HU)."""
-
-    def __init__(self, positions: np.ndarray, output: np.ndarray, finish: Callable) -> None:
-        self.positions = positions  # slot coordinate of each thin slice, increasing
-        self.output = output
-        self.finish = finish  # (thin index, HU slice) -> final slice
-        self.next = 0
-        self.previous: tuple[int, np.ndarray] | None = None
-
-    def add(self, slot: int, values: np.ndarray) -> None:
-        while self.next < len(self.positions) and self.positions[self.next] <= slot + _SLOT_EPS:
-            position = self.positions[self.next]
-            if abs(position - slot) <= _SLOT_EPS or self.previous is None:
-                value = values
-            else:
-                before, earlier = self.previous
-                fraction = float((position - before) / (slot - before))  # keeps float32
-                value = (1 - fraction) * earlier + fraction * values
-            self.output[self.next] = self.finish(self.next, value * (HU_MAX - HU_MIN) + HU_MIN)
-            self.next += 1
-        self.previous = (slot, values)
-
-
-class _SlotBlender:
-    """Accumulates weighted window predictions per slot and releases slots once final."""
-
-    def __init__(self, writer: _SlotWriter) -> None:
-        self.writer = writer
-        self.sums: dict[int, np.ndarray] = {}
-        self.weights: dict[int, float] = {}
-
-    def add(self, first_slot: int, values: np.ndarray, weights: np.ndarray) -> None:
-        for offset, (plane, weight) in enumerate(zip(values, weights, strict=True)):
-            slot = first_slot + offset
-            if slot in self.sums:
-                self.sums[slot] += weight * plane
-                self.weights[slot] += weight
-            else:
-                self.sums[slot] = weight * plane
-                self.weights[slot] = weight
-
-    def release(self, before: int | None = None) -> None:
-        """Hand every slot below ``before`` (all when None) to the writer, in order."""
-        for slot in sorted(self.sums):
-            if before is not None and slot >= before:
-                break
-            self.writer.add(slot, self.sums.pop(slot) / self.weights.pop(slot))
-
-
-class _Baseline:
-    """Linear interpolation of the thick slices at a thin slice's position, in HU: what the
-    model cannot reproduce (values outside the intensity window) is taken from it."""
-
-    def __init__(self, thick: np.ndarray, source_index: np.ndarray) -> None:
-        self.thick = thick
-        self.source_index = np.clip(source_index, 0, thick.shape[0] - 1)
-
-    def restore(self, j: int, predicted: np.ndarray) -> np.ndarray:
-        position = self.source_index[j]
-        below = int(math.floor(position))
-        above = min(below + 1, self.thick.shape[0] - 1)
-        fraction = position - below
-        baseline = (1 - fraction) * self.thick[below] + fraction * self.thick[above]
-        clipped = (baseline < HU_MIN) | (baseline > HU_MAX)
-        return np.where(clipped, baseline, predicted)
-
-
-def _in_plane_padding(size: int, multiple: int) -> int:
-    return (-size) % multiple
-
-
-def _windows_of_input(
-    thick: np.ndarray, starts: list[int], slices: int, padded: tuple[int, int]
-) -> Iterator[np.ndarray]:
-    """Each window's thick slices, reflected past the ends, windowed to [0, 1] and padded
-    in-plane by reflection to ``padded``."""
-    count, height, width = thick.shape
-    pad = ((0, 0), (0, padded[0] - height), (0, padded[1] - width))
-    for start in starts:
-        index = _reflected(np.arange(start, start + slices), count)
-        cube = np.clip(thick[index].astype(np.float32), HU_MIN, HU_MAX)
-        cube = (cube - HU_MIN) / (HU_MAX - HU_MIN)
-        if any(after for _, after in pad):
-            cube = np.pad(cube, pad, mode="reflect" if min(height, width) > 1 else "edge")
-        yield cube
-
-
 def upsample_with_model(
     volume: Volume,
     thin: ThinGrid,
@@ -299,22 +143,22 @@ def upsample_with_model(
     thick = slices_first(view, thin.axis)  # (slices, in-plane, in-plane), a view
     count, height, width = thick.shape
     grid = config.window_grid
-    padded = (height + _in_plane_padding(height, grid), width + _in_plane_padding(width, grid))
+    padded = (height + in_plane_padding(height, grid), width + in_plane_padding(width, grid))
     tile = max(grid, options.tile - options.tile % grid)
     tile_h, tile_w = min(tile, padded[0]), min(tile, padded[1])
     tiles = [
         (y, x, np.outer(weight_y, weight_x).astype(np.float32))
-        for y, weight_y in _axis_tiles(padded[0], tile, options.tile_overlap, grid)
-        for x, weight_x in _axis_tiles(padded[1], tile, options.tile_overlap, grid)
+        for y, weight_y in axis_tiles(padded[0], tile, options.tile_overlap, grid)
+        for x, weight_x in axis_tiles(padded[1], tile, options.tile_overlap, grid)
     ]
     coverage = np.zeros(padded, dtype=np.float32)
     for y, x, weight in tiles:
         coverage[y : y + tile_h, x : x + tile_w] += weight
 
     positions = np.asarray(thin.source_index) * config.ratio
-    low, high = math.floor(positions[0] + _SLOT_EPS), math.ceil(positions[-1] - _SLOT_EPS)
-    windows = _plan_windows(low, high, config.slices, config.ratio, options.z_overlap)
-    slot_weights = _slot_weights(config.out_slots, (options.z_overlap - 1) * config.ratio + 1)
+    low, high = math.floor(positions[0] + SLOT_EPS), math.ceil(positions[-1] - SLOT_EPS)
+    windows = plan_windows(low, high, config.slices, config.ratio, options.z_overlap)
+    crossfade = slot_weights(config.out_slots, (options.z_overlap - 1) * config.ratio + 1)
 
     output_shape = (len(positions), height, width)
     try:
@@ -323,9 +167,9 @@ def upsample_with_model(
         gib = math.prod(output_shape) * 4 / 2**30
         size = " x ".join(map(str, output_shape))
         raise MemoryError(f"the {size} output needs {gib:.1f} GiB") from None
-    baseline = _Baseline(thick, np.asarray(thin.source_index))
+    baseline = Baseline(thick, np.asarray(thin.source_index))
     finish = baseline.restore if options.restore_clipped else (lambda _j, hu: hu)
-    blender = _SlotBlender(_SlotWriter(positions, output, finish))
+    blender = SlotBlender(SlotWriter(positions, output, finish))
 
     autocast = precision_context(device, options.precision)
     total = len(windows) * len(tiles)
@@ -341,7 +185,7 @@ def upsample_with_model(
         while remaining.get(next_window) == 0:
             plane = planes.pop(next_window)[:, :height, :width]
             plane /= coverage[:height, :width]
-            blender.add(windows[next_window] * config.ratio, plane, slot_weights)
+            blender.add(windows[next_window] * config.ratio, plane, crossfade)
             following = next_window + 1
             blender.release(windows[following] * config.ratio if following < len(windows) else None)
             del remaining[next_window]
@@ -366,7 +210,7 @@ def upsample_with_model(
         if progress is not None:
             progress(done / total)
 
-    for w, cube in enumerate(_windows_of_input(thick, windows, config.slices, padded)):
+    for w, cube in enumerate(windows_of_input(thick, windows, config.slices, padded)):
         remaining[w] = len(tiles)
         for t, (y, x, _) in enumerate(tiles):
             batch.append(cube[:, y : y + tile_h, x : x + tile_w])
