@@ -14,9 +14,17 @@ from dataclasses import dataclass
 
 
 class ThinctError(Exception):
-    """A failure while processing a volume (exit code 1)."""
+    """A failure while processing a volume (exit code 1).
+
+    The message is its arguments joined: text, and `Argument`s where it names an argument of
+    the caller, so that the library and the command line each name it their own way
+    (``UsageError("--spacing ...")`` would speak flags to a Python caller).
+    """
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return "".join(str(part) for part in self.args)
 
 
 class UsageError(ThinctError):
@@ -48,7 +56,7 @@ _option_names: Mapping[str, str] | None = None
 
 @contextmanager
 def arguments_as_options(renamed: Mapping[str, str] | None) -> Iterator[None]:
-    """Inside, `ArgumentError`s name their arguments as command-line options: ``--`` and
+    """Inside, error messages name their `Argument`s as command-line options: ``--`` and
     the name with dashes, or the option in ``renamed`` (``series_uid`` is ``--series``).
     ``None`` keeps the Python names."""
     global _option_names
@@ -62,19 +70,6 @@ def arguments_as_options(renamed: Mapping[str, str] | None) -> Iterator[None]:
 def option_names() -> Mapping[str, str] | None:
     """How arguments are named now: what a worker process is given to speak as its parent."""
     return _option_names
-
-
-class ArgumentError(UsageError):
-    """A bad value of a named argument, or a bad combination of several: the message is
-    text and `Argument`s, joined when it is shown, so the library and the command line each
-    name the argument their own way (``UsageError("--spacing ...")`` would speak flags to a
-    Python caller)."""
-
-    def __init__(self, *parts: str | Argument) -> None:
-        super().__init__(*parts)  # the parts as ``args``: the error pickles to a worker's parent
-
-    def __str__(self) -> str:
-        return "".join(str(part) for part in self.args)
 
 
 class InputError(ThinctError):

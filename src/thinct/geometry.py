@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import SimpleITK as sitk
 
-from thinct.errors import Argument, ArgumentError, GeometryError, UsageError
+from thinct.errors import Argument, GeometryError, UsageError
 
 ALIGNMENTS: tuple[str, ...] = ("edges", "centers")
 
@@ -169,17 +169,15 @@ def check_target_options(spacing: float | None, factor: int | None) -> None:
     The ratio limit for ``spacing`` needs the scan's slice spacing, so `thin_grid` checks it.
     """
     if spacing is not None and factor is not None:
-        raise ArgumentError(
+        raise UsageError(
             "give either ", Argument("spacing"), " or ", Argument("factor"), ", not both"
         )
     if factor is not None and (int(factor) != factor or not 2 <= factor <= MAX_RATIO):
-        raise ArgumentError(
+        raise UsageError(
             Argument("factor"), f" must be a whole number from 2 to {MAX_RATIO}, got {factor:g}"
         )
     if spacing is not None and not (math.isfinite(spacing) and spacing > 0):
-        raise ArgumentError(
-            Argument("spacing"), f" must be a positive number of mm, got {spacing:g}"
-        )
+        raise UsageError(Argument("spacing"), f" must be a positive number of mm, got {spacing:g}")
 
 
 def target_spacing(thick_spacing: float, spacing: float | None, factor: int | None) -> float:
@@ -221,7 +219,9 @@ def thin_grid(
         # Far beyond any real reconstruction, and the grid alone would fill the memory.
         raise UsageError(
             f"a target of {thin:g} mm would make {round(thick / thin, 1):g} thin slices of each "
-            f"{thick:g} mm slice; the most is {MAX_RATIO} (--spacing {thick / MAX_RATIO:g} or more)"
+            f"{thick:g} mm slice; the most is {MAX_RATIO} (",
+            Argument("spacing", f"{thick / MAX_RATIO:g}"),
+            " or more)",
         )
     if align == "edges":
         extent = n * thick

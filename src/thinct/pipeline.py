@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from thinct._version import __version__
 from thinct.errors import (
     Argument,
-    ArgumentError,
     OutputError,
     ThinctError,
     ThinctWarning,
@@ -122,7 +121,7 @@ def _run(
 ) -> None:
     check_output_path(source, target)
     if target.exists() and not overwrite:
-        raise ArgumentError(f"{target} exists; use ", Argument("overwrite", True), " to replace it")
+        raise UsageError(f"{target} exists; use ", Argument("overwrite", True), " to replace it")
     check_target(target, dtype)
     volume = _read_checked(source, series_uid)
     try:

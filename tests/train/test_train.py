@@ -315,7 +315,7 @@ def test_best_folder_is_the_trained_model_and_scores_the_logged_psnr(run4):
 def test_existing_run_needs_resume(run4):
     config, _, folder = run4
     before = (folder / "checkpoint.pt").stat().st_mtime_ns
-    with pytest.raises(UsageError, match="already holds a run; give --resume"):
+    with pytest.raises(UsageError, match="already holds a run; give resume=True"):
         train(config)
     assert (folder / "checkpoint.pt").stat().st_mtime_ns == before
 

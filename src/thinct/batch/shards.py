@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from thinct.batch.jobs import Job
-from thinct.errors import Argument, ArgumentError, UsageError
+from thinct.errors import Argument, UsageError
 
 _SHARD = re.compile(r"([0-9]+)/([0-9]+)")
 _WHOLE = re.compile(r"[0-9]+")
@@ -45,12 +45,12 @@ def parse_shard(text: str) -> Shard:
     """``I/N`` with 1 <= I <= N; anything else is a usage error that shows the expected form."""
     match = _SHARD.fullmatch(text.strip())
     if match is None:
-        raise ArgumentError(
+        raise UsageError(
             Argument("shard"), f" must be I/N, share I of N counted from 1 (e.g. 1/4), got {text!r}"
         )
     index, count = int(match[1]), int(match[2])
     if count < 1 or not 1 <= index <= count:
-        raise ArgumentError(
+        raise UsageError(
             Argument("shard", text), ": I must be from 1 to N and N at least 1 (e.g. 1/4)"
         )
     return Shard(index, count)

@@ -33,7 +33,13 @@ from typing import Any, NoReturn
 
 from thinct.batch.jobs import Job, Outcome, attempt, failure, skipped
 from thinct.batch.shards import use_local_gpu
-from thinct.errors import ThinctError, arguments_as_options, collected_warnings, option_names
+from thinct.errors import (
+    Argument,
+    ThinctError,
+    arguments_as_options,
+    collected_warnings,
+    option_names,
+)
 from thinct.io import STAGING_SUFFIX
 
 # How long stopped workers may take to leave the C++ call they are in (a model's forward pass,
@@ -246,7 +252,7 @@ def _died(code: int | None) -> str:
     if code is not None and code < 0:
         return (
             f"the worker process was killed ({signal.Signals(-code).name}); if the memory ran "
-            "out, use fewer --workers"
+            f"out, use fewer {Argument('workers')}"
         )
     return f"the worker process ended (exit {code}), see the traceback above"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from thinct.data import layouts
 from thinct.data.cases import Case, simulated_case
 from thinct.data.pairs import slice_range
-from thinct.errors import Argument, ArgumentError, UsageError
+from thinct.errors import Argument, UsageError
 from thinct.geometry import slice_axis
 from thinct.io import read_volume, volume_suffix
 from thinct.resample.simulate import check_slab_options
@@ -56,12 +56,12 @@ class Simulation:
     def check(self) -> None:
         check_slab_options(self.thickness, None, self.profile, self.fwhm)
         if not (math.isfinite(self.spacing) and self.spacing > 0):
-            raise ArgumentError(
+            raise UsageError(
                 Argument("spacing"), f" must be a positive number of mm, got {self.spacing:g}"
             )
         ratio = self.thickness / self.spacing
         if ratio < 2 - 1e-6 or abs(ratio - round(ratio)) > 1e-6 * ratio:
-            raise ArgumentError(
+            raise UsageError(
                 Argument("thickness", f"{self.thickness:g}"),
                 " must be a whole multiple (2 or more) of ",
                 Argument("spacing", f"{self.spacing:g}"),
@@ -69,7 +69,7 @@ class Simulation:
             )
         start, stop = self.slices
         if not 0 <= start < stop <= 1:
-            raise ArgumentError(
+            raise UsageError(
                 Argument("slices"), f" needs 0 <= START < STOP <= 1, got {start:g}:{stop:g}"
             )
 
@@ -95,12 +95,12 @@ def parse_slices(text: str | None) -> tuple[float, float]:
         start = float(parts[0]) if parts[0].strip() else 0.0
         stop = float(parts[1]) if parts[1].strip() else 1.0
     except ValueError:
-        raise ArgumentError(
+        raise UsageError(
             Argument("slices"),
             f" must be START:STOP, fractions of the slices such as 0.25:0.75, got {text!r}",
         ) from None
     if not (math.isfinite(start) and math.isfinite(stop) and 0 <= start < stop <= 1):
-        raise ArgumentError(Argument("slices"), f" needs 0 <= START < STOP <= 1, got {text!r}")
+        raise UsageError(Argument("slices"), f" needs 0 <= START < STOP <= 1, got {text!r}")
     return (start, stop)
 
 
@@ -146,7 +146,7 @@ def _simulated(path: Path, name: str, simulation: Simulation) -> Case:
     volume = read_volume(path)
     spacing = volume.image.GetSpacing()[slice_axis(volume.image.GetSpacing())]
     if spacing > _THIN_ENOUGH * simulation.spacing * (1 + 1e-6):
-        raise ArgumentError(
+        raise UsageError(
             f"{path}: slices are {spacing:g} mm apart; evaluation simulates thick slices from "
             f"thin scans (at most {_THIN_ENOUGH * simulation.spacing:g} mm for ",
             Argument("spacing", f"{simulation.spacing:g}"),
@@ -168,14 +168,14 @@ def _simulated(path: Path, name: str, simulation: Simulation) -> Case:
 def layout_cases(layout: str, folders: Sequence[str], split: str) -> list[CaseSource]:
     """Cases from paired dataset folders (``rplhr`` or ``cthnet`` layout, one split)."""
     if layout not in layouts.LAYOUTS:
-        raise ArgumentError(
+        raise UsageError(
             Argument("layout"), f" must be one of {', '.join(layouts.LAYOUTS)}, got {layout!r}"
         )
     cases: list[Case] = []
     for folder in folders:
         path = Path(folder)
         if not path.is_dir():
-            raise ArgumentError(
+            raise UsageError(
                 f"{path}: no such folder (", Argument("layout"), " takes dataset folders)"
             )
         found = layouts.layout_cases(layout, path, split)

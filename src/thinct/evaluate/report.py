@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from thinct.errors import Argument, ArgumentError, OutputError, UsageError
+from thinct.errors import Argument, OutputError, UsageError
 from thinct.evaluate import metrics
 from thinct.evaluate.methods import BASELINE
 from thinct.evaluate.scoring import COLUMNS, FigureRequest, Result
@@ -231,7 +231,7 @@ class EvaluationReport:
         """Refuse a folder that cannot hold the report, before anything is read."""
         folder = self.folder
         if folder.exists() and not folder.is_dir():
-            raise ArgumentError(
+            raise UsageError(
                 f"{folder} is a file; ", Argument("out"), " takes a folder for the report"
             )
         for parent in folder.parents:
@@ -248,7 +248,7 @@ class EvaluationReport:
                 if (folder / name).exists()
             ]
             if existing:
-                raise ArgumentError(
+                raise UsageError(
                     f"{folder} holds a report ({', '.join(existing)}); use ",
                     Argument("overwrite", True),
                     " to replace it",

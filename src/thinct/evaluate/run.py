@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from thinct.errors import Argument, ArgumentError, ThinctError, UsageError
+from thinct.errors import Argument, ThinctError, UsageError
 from thinct.evaluate.cases import CaseSource, Simulation, layout_cases, thin_scan_cases, unique
 from thinct.evaluate.methods import (
     BASELINE,
@@ -77,14 +77,14 @@ def plan_evaluation(
     if not inputs:
         raise UsageError("give at least one scan or folder to evaluate")
     if window not in WINDOWS:
-        raise ArgumentError(
+        raise UsageError(
             Argument("window"), f" must be one of {', '.join(WINDOWS)}, got {window!r}"
         )
     report = EvaluationReport(Path(out), overwrite)
     chosen = [baseline(name) for name in dict.fromkeys(methods)]
     notes = []
     if not models and options != InferenceOptions() and methods:
-        raise ArgumentError(
+        raise UsageError(
             Argument("device"),
             " and ",
             Argument("precision"),
@@ -93,7 +93,7 @@ def plan_evaluation(
         )
     if layout is not None:
         if simulation is not None:
-            raise ArgumentError(
+            raise UsageError(
                 Argument("thickness"),
                 ", ",
                 Argument("spacing"),

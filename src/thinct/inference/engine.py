@@ -35,7 +35,7 @@ import SimpleITK as sitk
 import torch
 from torch import nn
 
-from thinct.errors import Argument, ArgumentError, Cancelled, UsageError
+from thinct.errors import Argument, Cancelled, UsageError
 from thinct.geometry import ThinGrid, slices_back, slices_first
 from thinct.inference.blending import SLOT_EPS, Baseline, SlotBlender, SlotWriter
 from thinct.inference.options import (
@@ -76,7 +76,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise ArgumentError(
+        raise UsageError(
             f"device {name!r} is not available on this machine; use ", Argument("device", "cpu")
         )
     return torch.device(name)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from thinct.errors import GeometryError, InputError, OutputError, UsageError
+from thinct.errors import Argument, GeometryError, InputError, OutputError, UsageError
 from thinct.geometry import Grid, check_slice_positions, slice_axis
 from thinct.io.native import first_reason, native_stderr_captured
 from thinct.volume import Volume
@@ -129,8 +129,9 @@ def read_series(folder: Path, series_uid: str | None = None) -> Volume:
             with native_stderr_captured():
                 listing = "; ".join(_describe_series(folder, uid) for uid in series)
             raise UsageError(
-                f"{folder} holds {len(series)} DICOM series, "
-                f"choose one with --series UID: {listing}"
+                f"{folder} holds {len(series)} DICOM series, choose one with ",
+                Argument("series_uid"),
+                f": {listing}",
             )
         series_uid = series[0]
     elif series_uid not in series:

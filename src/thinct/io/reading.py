@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from thinct.errors import Argument, ArgumentError, InputError
+from thinct.errors import Argument, InputError, UsageError
 from thinct.io import dicom
 from thinct.io.formats import Format, input_format
 from thinct.io.integrity import check_nifti_complete
@@ -31,7 +31,7 @@ def read_volume(path: Path | str, series_uid: str | None = None) -> Volume:
         volume = dicom.read_series(path, series_uid)
     else:
         if series_uid is not None:
-            raise ArgumentError(
+            raise UsageError(
                 f"{path}: ", Argument("series_uid"), " only applies to DICOM series folders"
             )
         if fmt is Format.NIFTI:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from thinct.errors import Argument, ArgumentError, InputError, OutputError
+from thinct.errors import Argument, InputError, OutputError, UsageError
 from thinct.io import dicom
 from thinct.io.formats import Format, output_format
 from thinct.io.integrity import check_nifti_complete
@@ -63,11 +63,11 @@ def output_request(path: Path, dtype: str) -> Format:
     fmt = output_format(path)
     if dtype not in OUTPUT_TYPES:
         choices = ", ".join(OUTPUT_TYPES)
-        raise ArgumentError(
+        raise UsageError(
             "output type (", Argument("dtype"), f") must be one of {choices}, got {dtype!r}"
         )
     if fmt is Format.DICOM and dtype != "int16":
-        raise ArgumentError(
+        raise UsageError(
             f"{path}: DICOM output is int16 HU; drop ",
             Argument("dtype"),
             " or write another format",
@@ -92,7 +92,7 @@ def write_volume(
     path = Path(path)
     fmt = output_request(path, dtype)
     if path.exists() and not overwrite:
-        raise ArgumentError(f"{path} exists; use ", Argument("overwrite", True), " to replace it")
+        raise UsageError(f"{path} exists; use ", Argument("overwrite", True), " to replace it")
     _check_writable(volume.image, path)
     image = as_output_type(volume.image, dtype)
     parent = path.parent

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from thinct.errors import Argument, ArgumentError, GeometryError, UsageError
+from thinct.errors import Argument, GeometryError, UsageError
 from thinct.geometry import MAX_RATIO, Grid, slice_axis, slices_back, slices_first
 from thinct.resample.profiles import PROFILES, profile_weights
 from thinct.volume import Volume
@@ -43,15 +43,15 @@ def check_slab_options(
     absurdly fine) need the scan, so `slab_plan` checks them.
     """
     if profile not in PROFILES:
-        raise ArgumentError(
+        raise UsageError(
             Argument("profile"), f" must be one of {', '.join(PROFILES)}, got {profile!r}"
         )
     for name, value in (("thickness", thickness), ("increment", increment), ("fwhm", fwhm)):
         if value is not None and not (math.isfinite(value) and value > 0):
-            raise ArgumentError(Argument(name), f" must be a positive number of mm, got {value:g}")
+            raise UsageError(Argument(name), f" must be a positive number of mm, got {value:g}")
     if fwhm is not None and profile != "gaussian":
         # It would be ignored: the boxcar profile has no width but the thickness.
-        raise ArgumentError(Argument("fwhm"), " only applies to ", Argument("profile", "gaussian"))
+        raise UsageError(Argument("fwhm"), " only applies to ", Argument("profile", "gaussian"))
 
 
 def slab_plan(
@@ -81,8 +81,9 @@ def slab_plan(
         ratio = round(thin_spacing / increment, 1)
         raise UsageError(
             f"an increment of {increment:g} mm would make {ratio:g} thick slices per "
-            f"{thin_spacing:g} mm thin slice; the most is {MAX_RATIO} "
-            f"(--increment {thin_spacing / MAX_RATIO:g} or more)"
+            f"{thin_spacing:g} mm thin slice; the most is {MAX_RATIO} (",
+            Argument("increment", f"{thin_spacing / MAX_RATIO:g}"),
+            " or more)",
         )
     extent = n_thin * thin_spacing
     if thickness > extent * (1 + 1e-9):

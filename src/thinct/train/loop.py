@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 
 from thinct.data.cases import Case
 from thinct.data.crops import CropOptions, CropSampler
-from thinct.errors import UsageError
+from thinct.errors import Argument, UsageError
 from thinct.evaluate import metrics
 from thinct.inference.engine import precision_context, resolve_device, upsample_with_model
 from thinct.inference.options import InferenceOptions
@@ -143,7 +143,9 @@ def _check_run_folder(folder: Path, resume: bool) -> None:
         raise UsageError(f"{folder} has no {CHECKPOINT_FILE} to resume from")
     if not resume and checkpoint.exists():
         raise UsageError(
-            f"{folder} already holds a run; give --resume to continue it or choose another output"
+            f"{folder} already holds a run; give ",
+            Argument("resume", True),
+            " to continue it or choose another output",
         )
 
 

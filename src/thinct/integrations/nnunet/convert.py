@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from thinct._version import __version__
-from thinct.errors import InputError, OutputError, ThinctError, UsageError
+from thinct.errors import Argument, InputError, OutputError, ThinctError, UsageError
 from thinct.geometry import Grid, ThinGrid, thin_grid
 from thinct.inference.options import InferenceOptions
 from thinct.integrations.nnunet.dataset import (
@@ -164,10 +164,12 @@ def _read_journal(target: Path) -> dict[str, Any] | None:
         journal = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as error:  # JSON and Unicode errors are ValueErrors
         raise InputError(
-            f"{path} is unreadable ({error}); give --overwrite to start again"
+            f"{path} is unreadable ({error}); give ", Argument("overwrite", True), " to start again"
         ) from None
     if not isinstance(journal, dict) or not isinstance(journal.get("done"), list):
-        raise InputError(f"{path} is not a thinct journal; give --overwrite to start again")
+        raise InputError(
+            f"{path} is not a thinct journal; give ", Argument("overwrite", True), " to start again"
+        )
     return journal
 
 
@@ -177,19 +179,26 @@ def _earlier_progress(target: Path, settings: dict[str, Any], overwrite: bool) -
     if not target.exists() or overwrite:
         return frozenset()
     if (target / DATASET_JSON).exists():
-        raise UsageError(f"{target} is a complete dataset; give --overwrite to convert it again")
+        raise UsageError(
+            f"{target} is a complete dataset; give ",
+            Argument("overwrite", True),
+            " to convert it again",
+        )
     journal = _read_journal(target)
     if journal is None:
         if any(target.iterdir()):
             raise UsageError(
                 f"{target} exists and holds no thinct conversion to continue; give another "
-                "target or --overwrite"
+                "target or ",
+                Argument("overwrite", True),
             )
         return frozenset()
     if journal.get("settings") != settings:
         raise UsageError(
             f"{target} was begun with other settings ({_describe(journal.get('settings'))}); "
-            "give the same options to continue, or --overwrite to start again"
+            "give the same options to continue, or ",
+            Argument("overwrite", True),
+            " to start again",
         )
     return frozenset(str(key) for key in journal["done"])
 

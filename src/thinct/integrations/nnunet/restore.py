@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from thinct.batch.jobs import Job, Outcome, run_jobs
-from thinct.errors import UsageError
+from thinct.errors import Argument, UsageError
 from thinct.integrations.nnunet.dataset import (
     PROVENANCE_KEY,
     Dataset,
@@ -43,7 +43,8 @@ def thick_dataset(argument: str) -> Dataset:
             continue
     raise UsageError(
         f"{dataset.folder} was converted from {source.get('dataset')} ({source.get('path')}), "
-        "which is not there any more; give the thick dataset with --dataset"
+        "which is not there any more; give the thick dataset with ",
+        Argument("dataset"),
     )
 
 
