@@ -2,12 +2,14 @@
 
 A real 5 mm scan has no thin reference, so these figures only show what each method makes
 of it: per scan, one PNG ``real_NAME.png`` with a coronal and a sagittal row through one
-lung and three columns: the thick input stretched onto the 1 mm grid by nearest neighbour
-(its true slab thickness), B-spline to 1 mm and the model to 1 mm, in the lung window
-(W1500/L-600), cropped to 160 mm around the centre of the larger lung. Running it again
-replaces the PNGs.
+lung and a column each for the thick input stretched onto the 1 mm grid by nearest neighbour
+(its true slab thickness), B-spline to 1 mm and each model to 1 mm (with ``--consistency``
+also each model's output made consistent with the thick slices, to look for banding), in the
+lung window (W1500/L-600), cropped to 160 mm around the centre of the larger lung. Running it
+again replaces the PNGs.
 
-python docs/make_real_figures.py NAME=SCAN [NAME=SCAN ...] [--out docs/images] [--model M]
+python docs/make_real_figures.py NAME=SCAN [NAME=SCAN ...] [--out docs/images]
+    [--model [NAME=]SPEC ...] [--consistency boxcar|gaussian]
 
 SCAN is a NIfTI file or a DICOM series folder; NAME defaults to the file or folder name.
 """
@@ -24,6 +26,8 @@ from scipy import ndimage
 
 import thinct
 from thinct.evaluate import figures
+from thinct.resample.consistency import enforce_consistency
+from thinct.windows import WINDOWS
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACING_MM = 1.0
@@ -82,7 +86,7 @@ def crop_box(
     return figures.Box(tuple(middle), tuple(start), tuple(stop))
 
 
-def render(name: str, path: Path, out: Path, model, model_name: str) -> Path:
+def render(name: str, path: Path, out: Path, models: dict[str, object], consistency: str) -> Path:
     """Draw ``out/real_NAME.png`` for the scan at ``path``; print the times of the methods."""
     volume = thinct.read_volume(path)
     # Index order left, posterior, superior: columns run from the patient's right to left
@@ -94,30 +98,41 @@ def render(name: str, path: Path, out: Path, model, model_name: str) -> Path:
     thick_mm = thick_spacing[2]
     centre, side = lung_centre(sitk.GetArrayViewFromImage(volume.image))
     physical = volume.image.TransformContinuousIndexToPhysicalPoint(centre[::-1])
+    grid = thinct.thin_grid(thinct.Grid.of(volume.image), spacing=SPACING_MM)
 
-    titles = {
-        "nearest": f"{thick_mm:g} mm input\n(nearest, true slab thickness)",
-        "bspline": f"B-spline\n{SPACING_MM:g} mm",
-        "model": f"{model_name}\n{SPACING_MM:g} mm",
-    }
-    panels, box, spacing = [], None, None
-    for key, title in titles.items():
+    def timed(what: str, make) -> thinct.Volume:
         start = time.perf_counter()
-        if key == "model":
-            thin = thinct.upsample_volume(volume, spacing=SPACING_MM, model=model)
-        else:
-            thin = thinct.upsample_volume(volume, method=key, spacing=SPACING_MM)
-        seconds = time.perf_counter() - start
-        if key != "nearest":
-            what = model_name if key == "model" else key
-            print(f"{name}: {what} to {SPACING_MM:g} mm took {seconds:.1f} s", flush=True)
+        thin = make()
+        print(f"{name}: {what} to {SPACING_MM:g} mm took {time.perf_counter() - start:.1f} s")
+        return thin
+
+    columns = [
+        (
+            f"{thick_mm:g} mm input\n(nearest, true slab thickness)",
+            thinct.upsample_volume(volume, method="nearest", spacing=SPACING_MM),
+        ),
+        (
+            f"B-spline\n{SPACING_MM:g} mm",
+            timed("bspline", lambda: thinct.upsample_volume(volume, spacing=SPACING_MM)),
+        ),
+    ]
+    for model_name, model in models.items():
+        thin = timed(
+            model_name, lambda m=model: thinct.upsample_volume(volume, spacing=SPACING_MM, model=m)
+        )
+        columns.append((f"{model_name}\n{SPACING_MM:g} mm", thin))
+        if consistency != "none":
+            made = enforce_consistency(thin, volume, grid, profile=consistency)
+            columns.append((f"{model_name}\n+ {consistency} consistency", made))
+    panels, box, spacing = [], None, None
+    for title, thin in columns:
         array = sitk.GetArrayViewFromImage(thin.image)  # (slices, rows, columns)
         if box is None:  # every output is on the same thin grid
             spacing = thin.image.GetSpacing()[::-1]
             index = thin.image.TransformPhysicalPointToContinuousIndex(physical)[::-1]
             box = crop_box(index, array.shape, spacing)
         panels.append(figures.Panel(title, figures.planes(array, box)))
-        del array, thin
+    del columns
     title = (
         f"{name}: real {thick_mm:g} mm scan, no thin reference\n"
         f"lung window W1500/L-600, {CROP_MM:g} mm crops through the {side} lung"
@@ -128,7 +143,7 @@ def render(name: str, path: Path, out: Path, model, model_name: str) -> Path:
         panels,
         None,
         spacing,
-        window=figures.WINDOWS["lung"],
+        window=WINDOWS["lung"].contrast_limits,
         superior_up=True,
         rows=(1, 2),
         panel_inches=PANEL_INCHES,
@@ -139,14 +154,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scans", nargs="+", type=scan_argument, metavar="NAME=SCAN")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
-    parser.add_argument("--model", default=None, help="model to run (default: the default model)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        metavar="[NAME=]SPEC",
+        help="a model to run, titled NAME; repeat for several (default: the default model)",
+    )
+    parser.add_argument("--consistency", choices=("none", "boxcar", "gaussian"), default="none")
     args = parser.parse_args()
-    from thinct.models import DEFAULT_MODEL, load_model
+    from thinct.models import DEFAULT_MODEL, load_model, model_display_name
 
-    model = load_model(args.model)
-    model_name = Path(args.model).name if args.model else DEFAULT_MODEL
+    models = {}
+    for text in args.model or [DEFAULT_MODEL]:
+        name, named, spec = text.partition("=")
+        spec = spec if named else text
+        models[name if named else model_display_name(spec)] = load_model(spec)
     for name, path in args.scans:
-        print(f"wrote {render(name, path, args.out, model, model_name)}", flush=True)
+        print(f"wrote {render(name, path, args.out, models, args.consistency)}", flush=True)
 
 
 if __name__ == "__main__":
