@@ -387,6 +387,9 @@ REGISTRY: dict[str, dict[str, Handling]] = {
         "python docs/make_learning_curves.py": Parse(
             "needs an evaluation report of ../shared; redraws docs/images"
         ),
+        "thinct evaluate ../shared/data/ct/itkelastix_4dct00_2.0mm.nii.gz": Parse(
+            "minutes: three methods on a full scan of ../shared"
+        ),
     },
     "docs/cli.md": {
         "thinct [--version] [--help] COMMAND [ARGS]...": SYNOPSIS,
