@@ -59,7 +59,7 @@ def _cube() -> torch.Tensor:
 
 
 def measure_cube(device_name: str, precision: str, repeats: int) -> dict:
-    from thinct.inference.engine import _AUTOCAST_DTYPES, resolve_device
+    from thinct.inference.engine import precision_context, resolve_device
     from thinct.models import create_model
 
     torch.manual_seed(0)
@@ -67,8 +67,8 @@ def measure_cube(device_name: str, precision: str, repeats: int) -> dict:
     model = create_model("cthnet").eval().to(device)
     cube = _cube().to(device)
 
-    def forward(dtype: torch.dtype | None) -> tuple[float, torch.Tensor]:
-        context = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    def forward(precision: str) -> tuple[float, torch.Tensor]:
+        context = precision_context(device, precision)
         _synchronize(device)
         start = time.perf_counter()
         with torch.inference_mode(), context:
@@ -76,11 +76,10 @@ def measure_cube(device_name: str, precision: str, repeats: int) -> dict:
         _synchronize(device)
         return time.perf_counter() - start, out
 
-    dtype = _AUTOCAST_DTYPES.get(precision)
-    forward(dtype)  # warm-up: first-call set-up is not the steady speed
+    forward(precision)  # warm-up: first-call set-up is not the steady speed
     times = []
     for _ in range(repeats):
-        seconds, out = forward(dtype)
+        seconds, out = forward(precision)
         times.append(seconds)
     record = {
         "best_s": min(times),
@@ -89,8 +88,8 @@ def measure_cube(device_name: str, precision: str, repeats: int) -> dict:
     }
     if device.type == "cuda":
         record["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    if dtype is not None:
-        _, reference = forward(None)
+    if precision != "fp32":
+        _, reference = forward("fp32")
         error = (out - reference).abs() * HU_RANGE
         record["max_error_hu"] = float(error.max())
         record["mean_error_hu"] = float(error.mean())

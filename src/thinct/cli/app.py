@@ -22,19 +22,15 @@ from thinct.cli.evaluate import evaluate
 from thinct.cli.hub import models, push
 from thinct.cli.info import info
 from thinct.cli.nnunet import app as nnunet_app
+from thinct.cli.options import command_group
 from thinct.cli.simulate import simulate
 from thinct.cli.train import train
 from thinct.cli.upsample import upsample
 from thinct.errors import arguments_as_options
 from thinct.reporting import os_failure, out_of_memory
 
-app = typer.Typer(
-    name="thinct",
-    help="Turn thick-slice CT into synthetic thin-slice CT, with exact geometry.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+app = command_group(
+    "thinct", "Turn thick-slice CT into synthetic thin-slice CT, with exact geometry."
 )
 
 

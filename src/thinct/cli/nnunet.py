@@ -31,6 +31,7 @@ from thinct.cli.options import (
     Tile,
     TileOverlap,
     ZOverlap,
+    command_group,
     engine_options,
     refuse_engine_options_with_method,
 )
@@ -50,13 +51,8 @@ from thinct.reporting import Reporter
 if TYPE_CHECKING:
     from torch import nn
 
-app = typer.Typer(
-    name="nnunet",
-    help="Convert nnU-Net v2 raw datasets to thin slices, and bring predictions back.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+app = command_group(
+    "nnunet", "Convert nnU-Net v2 raw datasets to thin slices, and bring predictions back."
 )
 
 

@@ -24,6 +24,19 @@ from thinct.resample.profiles import PROFILES
 from thinct.windows import WINDOWS
 
 
+def command_group(name: str, help: str) -> typer.Typer:
+    """A Typer app with thinct's settings: -h as well as --help, help when called bare, no
+    shell-completion options, and plain tracebacks for bugs (user mistakes never reach one)."""
+    return typer.Typer(
+        name=name,
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
 def _choices(name: str, values: tuple[str, ...]) -> Any:
     """An option's choices, made from the tuple the library checks against (one list)."""
     return Enum(name, {value: value for value in values}, type=str)
@@ -154,6 +167,7 @@ def refuse_engine_options_with_method(model_spec: str | None, options: Inference
 
 
 __all__ = [
+    "command_group",
     "Align",
     "AlignOption",
     "BatchSize",
