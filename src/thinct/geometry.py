@@ -29,6 +29,9 @@ MAX_RATIO = 100
 _SPACING_RTOL = 1e-5
 _ORIGIN_ATOL_MM = 1e-3
 _DIRECTION_ATOL = 1e-5
+# The most output pixels per input pixel along each in-plane axis: 8 makes 4096 x 4096 pixels
+# of a 512 x 512 slice, far finer than any CT reconstruction resolves.
+MAX_IN_PLANE = 8
 
 
 def slices_first(array: np.ndarray, axis: int) -> np.ndarray:
@@ -127,17 +130,32 @@ class ThinGrid:
 
     ``source_index[j]`` is the position of thin slice ``j`` as a continuous slice index of the
     thick scan (0 is the centre of the first thick slice), which is what any method needs to
-    know to predict it.
+    know to predict it. ``grid`` keeps the thick scan's pixels, where methods make their slices;
+    ``refined`` is the output's grid when the pixels are refined in-plane too (else None).
     """
 
     grid: Grid
     axis: int
     align: str
     source_index: tuple[float, ...]
+    refined: Grid | None = None
 
     @property
     def spacing(self) -> float:
         return self.grid.spacing[self.axis]
+
+    @property
+    def output(self) -> Grid:
+        """The grid of the result: ``refined`` when the pixels are refined in-plane as well
+        (`in_plane_grid`), else ``grid``, the thin slices on the input's in-plane grid."""
+        return self.refined or self.grid
+
+    @property
+    def keeps_slices(self) -> bool:
+        """True when the thin slices are the input's own (a factor of 1, for an in-plane
+        refinement alone): no method has slices to make."""
+        step = self.source_index[1] - self.source_index[0]
+        return abs(self.source_index[0]) < 1e-9 and abs(step - 1) < 1e-9
 
 
 def slice_axis(spacing: tuple[float, ...] | list[float]) -> int:
@@ -163,29 +181,139 @@ def slice_axis(spacing: tuple[float, ...] | list[float]) -> int:
     return axis
 
 
-def check_target_options(spacing: float | None, factor: int | None) -> None:
-    """Refuse a target spacing or factor that can never work, before any scan is read.
+def asks_in_plane(in_plane: int | None, in_plane_spacing: float | None) -> bool:
+    """Whether the options ask for in-plane refinement: a factor above 1, or a spacing (which
+    a scan may turn out to have already)."""
+    return in_plane_spacing is not None or (in_plane is not None and in_plane > 1)
 
-    The ratio limit for ``spacing`` needs the scan's slice spacing, so `thin_grid` checks it.
+
+def check_in_plane_options(in_plane: int | None, in_plane_spacing: float | None) -> None:
+    """Refuse an in-plane factor or spacing that can never work, before any scan is read."""
+    if in_plane is not None and in_plane_spacing is not None:
+        raise UsageError(
+            "give either ", Argument("in_plane"), " or ", Argument("in_plane_spacing"), ", not both"
+        )
+    if in_plane is not None and (int(in_plane) != in_plane or not 1 <= in_plane <= MAX_IN_PLANE):
+        raise UsageError(
+            Argument("in_plane"),
+            f" must be a whole number from 1 to {MAX_IN_PLANE}, got {in_plane:g}",
+        )
+    if in_plane_spacing is not None and not (
+        math.isfinite(in_plane_spacing) and in_plane_spacing > 0
+    ):
+        raise UsageError(
+            Argument("in_plane_spacing"),
+            f" must be a positive number of mm, got {in_plane_spacing:g}",
+        )
+
+
+def check_target_options(
+    spacing: float | None,
+    factor: int | None,
+    in_plane: int | None = None,
+    in_plane_spacing: float | None = None,
+) -> None:
+    """Refuse a target spacing or factor (and in-plane refinement) that can never work,
+    before any scan is read.
+
+    A factor of 1 keeps the slices, which is a job only beside an in-plane refinement. The
+    ratio limits for ``spacing`` and ``in_plane_spacing`` need the scan's spacings, so
+    `thin_grid` checks them.
     """
+    check_in_plane_options(in_plane, in_plane_spacing)
     if spacing is not None and factor is not None:
         raise UsageError(
             "give either ", Argument("spacing"), " or ", Argument("factor"), ", not both"
         )
-    if factor is not None and (int(factor) != factor or not 2 <= factor <= MAX_RATIO):
+    refining = asks_in_plane(in_plane, in_plane_spacing)
+    lowest = 1 if refining else 2
+    if factor is not None and (int(factor) != factor or not lowest <= factor <= MAX_RATIO):
+        hint = (
+            ()
+            if refining or factor != 1
+            else ("; 1 (the slices kept) needs ", Argument("in_plane"))
+        )
         raise UsageError(
-            Argument("factor"), f" must be a whole number from 2 to {MAX_RATIO}, got {factor:g}"
+            Argument("factor"),
+            f" must be a whole number from {lowest} to {MAX_RATIO}, got {factor:g}",
+            *hint,
         )
     if spacing is not None and not (math.isfinite(spacing) and spacing > 0):
         raise UsageError(Argument("spacing"), f" must be a positive number of mm, got {spacing:g}")
 
 
 def target_spacing(thick_spacing: float, spacing: float | None, factor: int | None) -> float:
-    """Resolve ``--spacing`` / ``--factor`` into a slice spacing in mm (default 1.0 mm)."""
-    check_target_options(spacing, factor)
+    """Resolve ``--spacing`` / ``--factor`` (checked by `check_target_options`) into a slice
+    spacing in mm (default 1.0 mm)."""
     if factor is not None:
         return thick_spacing / factor
     return 1.0 if spacing is None else float(spacing)
+
+
+def _edges_axis(count: int, spacing: float, new_spacing: float) -> tuple[int, float]:
+    """Samples of ``new_spacing`` that tile the extent of ``count`` samples of ``spacing``
+    (outer edge to outer edge): how many, and the first one's centre relative to the first old
+    centre (mm). The largest whole number that fits, centred: for a whole ratio r, r * count
+    samples whose outer edges are the old ones."""
+    extent = count * spacing
+    new_count = math.floor(extent / new_spacing + _COUNT_EPS)
+    first = -spacing / 2 + (extent - new_count * new_spacing) / 2 + new_spacing / 2
+    return new_count, first
+
+
+def refined_grid(grid: Grid, spacing: Sequence[float]) -> Grid:
+    """``grid`` resampled to ``spacing`` (mm, one per index axis, none coarser than the
+    grid's own) over the same field of view: along each axis whose spacing changes, the new
+    pixels tile the extent of the old ones as `_edges_axis` places them. Directions are kept,
+    so the new pixels lie along the same (flipped or oblique) axes."""
+    size = list(grid.size)
+    origin = np.asarray(grid.origin, dtype=float)
+    for i, new in enumerate(spacing):
+        if float(new) != grid.spacing[i]:
+            size[i], first = _edges_axis(grid.size[i], grid.spacing[i], float(new))
+            origin = origin + grid.matrix[:, i] * first
+    return Grid.from_values(size, spacing, origin, grid.direction)
+
+
+def in_plane_grid(
+    grid: Grid, axis: int, in_plane: int | None = None, in_plane_spacing: float | None = None
+) -> Grid:
+    """The grid of ``grid``'s slices (stacked along ``axis``) with their pixels refined
+    ``in_plane`` times along each in-plane axis, or to ``in_plane_spacing`` mm; ``grid``
+    itself when neither refines (no option, a factor of 1, the pixels' own spacing).
+
+    The refined pixels tile the same field of view (`refined_grid`): with a factor f the
+    spacing becomes old / f and the first pixel centre moves (old - new) / 2 towards the
+    outer edge, so the outer edges stay where they were. A spacing that does not divide the
+    field of view gives the largest whole number of pixels that fits, centred in it. At
+    most `MAX_IN_PLANE` pixels per input pixel along an axis.
+    """
+    check_in_plane_options(in_plane, in_plane_spacing)
+    plane = [i for i in range(3) if i != axis]
+    spacing = list(grid.spacing)
+    if in_plane_spacing is None:
+        for i in plane:
+            spacing[i] = grid.spacing[i] / (in_plane or 1)
+        return refined_grid(grid, spacing) if (in_plane or 1) > 1 else grid
+    finest = min(grid.spacing[i] for i in plane)
+    coarsest = max(grid.spacing[i] for i in plane)
+    if in_plane_spacing > finest * (1 + 1e-6):
+        raise GeometryError(
+            f"pixels are already {finest:g} mm; an in-plane spacing of {in_plane_spacing:g} mm "
+            "is not finer"
+        )
+    if coarsest / in_plane_spacing > MAX_IN_PLANE * (1 + 1e-9):
+        raise UsageError(
+            f"an in-plane spacing of {in_plane_spacing:g} mm would make "
+            f"{round(coarsest / in_plane_spacing, 1):g} pixels of each {coarsest:g} mm pixel "
+            f"along an axis; the most is {MAX_IN_PLANE} (",
+            Argument("in_plane_spacing", f"{coarsest / MAX_IN_PLANE:g}"),
+            " or more)",
+        )
+    for i in plane:  # a spacing within float noise of the pixels' own keeps them
+        if in_plane_spacing < grid.spacing[i] * (1 - 1e-6):
+            spacing[i] = float(in_plane_spacing)
+    return refined_grid(grid, spacing)
 
 
 def thin_grid(
@@ -193,16 +321,25 @@ def thin_grid(
     spacing: float | None = None,
     factor: int | None = None,
     align: str = "edges",
+    in_plane: int | None = None,
+    in_plane_spacing: float | None = None,
 ) -> ThinGrid:
-    """The grid of thin slices for a thick scan.
+    """The grid of thin slices for a thick scan, and of the output when its pixels are
+    refined in-plane as well.
 
     ``edges`` covers the whole extent of the thick slabs (first slab's outer edge to the last
     slab's outer edge), as a real thin reconstruction of the same range would: n * r slices
     for an integer ratio r. ``centers`` runs from the first thick slice centre to the last
     ((n - 1) * r + 1 slices). For non-integer ratios, ``edges`` keeps the largest whole number
     of thin slices and centres them in the extent; ``centers`` starts at the first thick centre.
-    In-plane sampling is left untouched. At most `MAX_RATIO` thin slices per thick slice.
+    At most `MAX_RATIO` thin slices per thick slice.
+
+    ``grid`` of the result keeps the input's in-plane sampling: it is what every method
+    predicts. ``in_plane`` or ``in_plane_spacing`` refine the pixels of the output
+    (``refined``, see `in_plane_grid`); with a refinement the slices may also stay as they are
+    (a factor of 1, or a target of the slice spacing).
     """
+    check_target_options(spacing, factor, in_plane, in_plane_spacing)
     if align not in ALIGNMENTS:
         raise UsageError(f"alignment must be one of {', '.join(ALIGNMENTS)}, got {align!r}")
     axis = slice_axis(grid.spacing)
@@ -211,10 +348,14 @@ def thin_grid(
     if n < 2:
         raise GeometryError("the volume has a single slice; there is nothing to interpolate")
     thin = target_spacing(thick, spacing, factor)
-    if thin >= thick * (1 - 1e-6):
-        raise GeometryError(
-            f"slices are already {thick:g} mm apart; a target of {thin:g} mm is not thinner"
-        )
+    refines = in_plane_grid(grid, axis, in_plane, in_plane_spacing) != grid
+    if refines and abs(thin - thick) <= 1e-6 * thick:
+        thin = thick  # the slices stay; only the pixels are refined
+    elif thin >= thick * (1 - 1e-6):
+        message = f"slices are already {thick:g} mm apart; a target of {thin:g} mm is not thinner"
+        if not refines and asks_in_plane(in_plane, in_plane_spacing):  # the pixels' own spacing
+            message += ", and the pixels are already that fine"
+        raise GeometryError(message)
     if thick / thin > MAX_RATIO * (1 + 1e-9):
         # Far beyond any real reconstruction, and the grid alone would fill the memory.
         raise UsageError(
@@ -224,9 +365,7 @@ def thin_grid(
             " or more)",
         )
     if align == "edges":
-        extent = n * thick
-        count = math.floor(extent / thin + _COUNT_EPS)
-        first = -thick / 2 + (extent - count * thin) / 2 + thin / 2
+        count, first = _edges_axis(n, thick, thin)
     else:
         count = math.floor((n - 1) * thick / thin + _COUNT_EPS) + 1
         first = 0.0
@@ -242,11 +381,13 @@ def thin_grid(
         origin=tuple(float(v) for v in origin),
         direction=grid.direction,
     )
+    refined = in_plane_grid(thin_geometry, axis, in_plane, in_plane_spacing) if refines else None
     return ThinGrid(
         grid=thin_geometry,
         axis=axis,
         align=align,
         source_index=tuple(float(v) for v in offsets / thick),
+        refined=refined,
     )
 
 

@@ -1,6 +1,7 @@
 """The choices both panels share: what makes the thin slices (a model or an interpolation),
-the thin grid, and the engine's options, with the same names and defaults as ``thinct
-upsample``; `EngineSettings.snapshot` freezes them for a run in a background thread."""
+the thin grid and its in-plane refinement, and the engine's options, with the same names and
+defaults as ``thinct upsample``; `EngineSettings.snapshot` freezes them for a run in a
+background thread."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from magicgui.widgets import (
 )
 
 from thinct.errors import UsageError
-from thinct.geometry import ALIGNMENTS, MAX_RATIO, check_target_options
+from thinct.geometry import ALIGNMENTS, MAX_IN_PLANE, MAX_RATIO, check_target_options
 from thinct.inference.options import DEVICES, PRECISIONS, InferenceOptions
 from thinct.resample.interpolation import METHODS
 
@@ -57,6 +58,7 @@ class Settings:
     factor: int | None
     align: str
     options: InferenceOptions
+    in_plane: int | None = None  # None: the input's pixels
 
     @property
     def made_by(self) -> str:
@@ -69,8 +71,10 @@ class Settings:
 
     @property
     def grid(self) -> str:
-        """The thin grid asked for, as a layer name says it: "1 mm" or "x5"."""
-        return f"{self.spacing:g} mm" if self.spacing is not None else f"x{self.factor}"
+        """The thin grid asked for, as a layer name says it: "1 mm" or "x5", and "x2
+        in-plane" when the pixels are refined."""
+        slices = f"{self.spacing:g} mm" if self.spacing is not None else f"x{self.factor}"
+        return slices if self.in_plane is None else f"{slices} x{self.in_plane} in-plane"
 
     def file_options(self) -> dict[str, Any]:
         """Keyword arguments of `thinct.pipeline.upsample_file` (and `upsample_volume`)."""
@@ -80,6 +84,7 @@ class Settings:
             "factor": self.factor,
             "align": self.align,
             "options": self.options if self.model_spec is not None else None,
+            "in_plane": self.in_plane,
         }
 
 
@@ -104,8 +109,8 @@ class ModelCache:
 
 
 class EngineSettings:
-    """Model or interpolation, thin grid, alignment and engine options: ``widgets`` go into a
-    panel's own form, so that all its labels line up in one column."""
+    """Model or interpolation, thin grid, alignment, in-plane factor and engine options:
+    ``widgets`` go into a panel's own form, so that all its labels line up in one column."""
 
     def __init__(self) -> None:
         self.engine = ComboBox(label="thin slices by", choices=_engine_choices())
@@ -115,8 +120,9 @@ class EngineSettings:
             label="target", choices=("spacing", "factor"), value="spacing", orientation="horizontal"
         )
         self.spacing = FloatSpinBox(label="spacing (mm)", value=1.0, min=0.05, max=50.0, step=0.25)
-        self.factor = SpinBox(label="factor", value=5, min=2, max=MAX_RATIO)
+        self.factor = SpinBox(label="factor", value=5, min=1, max=MAX_RATIO)
         self.align = ComboBox(label="alignment", choices=ALIGNMENTS, value="edges")
+        self.in_plane = SpinBox(label="in-plane factor", value=1, min=1, max=MAX_IN_PLANE)
         self.device = ComboBox(label="device", choices=DEVICES, value=InferenceOptions.device)
         self.tile = SpinBox(
             label="tile (pixels)", value=InferenceOptions.tile, min=8, max=4096, step=8
@@ -132,6 +138,7 @@ class EngineSettings:
             self.spacing,
             self.factor,
             self.align,
+            self.in_plane,
             self.device,
             self.tile,
             self.precision,
@@ -166,7 +173,8 @@ class EngineSettings:
         engine = self.engine.value
         spacing = self.spacing.value if self.target.value == "spacing" else None
         factor = self.factor.value if self.target.value == "factor" else None
-        check_target_options(spacing, factor)
+        in_plane = self.in_plane.value if self.in_plane.value > 1 else None
+        check_target_options(spacing, factor, in_plane)
         if engine.startswith(_METHOD):
             spec, method = None, engine.removeprefix(_METHOD)
         elif engine == FOLDER:
@@ -191,4 +199,4 @@ class EngineSettings:
             from thinct.inference.engine import check_options
 
             check_options(options)  # an unavailable device fails now, not in the thread
-        return Settings(spec, method, spacing, factor, self.align.value, options)
+        return Settings(spec, method, spacing, factor, self.align.value, options, in_plane)

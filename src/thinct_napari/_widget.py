@@ -193,9 +193,13 @@ class UpsampleWidget(Container):
         if source in self.viewer.layers:  # not removed while the run went on
             self._results[id(source)] = (source, [label for label, _ in result.labels], layers)
         # The thin grid keeps the input's slice axis.
+        thin = result.thin.image
         axis = slice_axis(request.volume.image.GetSpacing())
-        count, spacing = result.thin.image.GetSize()[axis], result.thin.image.GetSpacing()[axis]
-        self.controls.report(f"added {layers[0].name}: {count} slices, {spacing:g} mm")
+        count, spacing = thin.GetSize()[axis], thin.GetSpacing()[axis]
+        pixels = " x ".join(str(n) for i, n in enumerate(thin.GetSize()) if i != axis)
+        self.controls.report(
+            f"added {layers[0].name}: {count} slices, {spacing:g} mm, {pixels} pixels"
+        )
 
     # --- display ---------------------------------------------------------------------------
 
@@ -252,4 +256,5 @@ def _provenance(settings: Settings) -> dict[str, Any]:
         "spacing": settings.spacing,
         "factor": settings.factor,
         "align": settings.align,
+        "in_plane": settings.in_plane,
     }

@@ -343,6 +343,13 @@ def _pairs_and_cases(folder: Path, names: dict[str, Any]) -> None:
     assert len(names["pairs"]) == 1 and len(names["cases"]) == 1
 
 
+def _structure_maps(folder: Path, names: dict[str, Any]) -> None:
+    lung = names["lung"]
+    assert names["axial"].shape == lung.shape[1:] and names["coronal"].shape == lung.shape
+    assert names["maps"].shape == names["approximate"].shape == (4, *lung.shape[1:])
+    assert bool(names["planes"].grad.isfinite().all())
+
+
 GPU = "--device cuda needs a GPU"
 TRAINING = "trains for 40 minutes on the full scans of ../shared"
 YOUR_RECIPE = "FILE.yaml stands for your recipe (tests/train/test_train.py runs thinct train)"
@@ -483,6 +490,9 @@ REGISTRY: dict[str, dict[str, Handling]] = {
         "python examples/train_segmentation_torchio.py --out runs/lungs": CoveredBy(
             "tests/integrations/test_transforms_docs.py::test_torchio_page_example_commands_are_the_scripts_options"
         ),
+    },
+    "docs/structure.md": {
+        "import thinct": Run(check=_structure_maps),
     },
     "docs/training.md": {
         "thinct train --config configs/default.yaml": Parse(TRAINING),

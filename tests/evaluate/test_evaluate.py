@@ -59,6 +59,10 @@ def test_bspline_beats_linear_on_the_real_example(example_report):
     assert 0.9 < linear.ssim < bspline.ssim < 1
     assert linear.lung_psnr < bspline.lung_psnr < bspline.psnr
     assert 0 < bspline.frangi < linear.frangi < 1
+    assert 0 < bspline.smse < linear.smse
+    assert 0 < linear.vif < bspline.vif < 1
+    assert 0.5 < linear.cldice < bspline.cldice < 1
+    assert isinstance(bspline.component_diff, int)
     # 64 slices of 1.25 mm are 63 * 1.25 / 1 + 1 = 79 slices of 1 mm, 15 whole 5 mm slabs.
     assert bspline.slices == linear.slices == 75
     assert bspline.seconds > 0 and linear.seconds > 0
@@ -98,7 +102,11 @@ def test_results_csv_has_one_row_per_case_and_method(example_report):
         "psnr",
         "ssim",
         "lung_psnr",
+        "vif",
         "frangi",
+        "smse",
+        "cldice",
+        "component_diff",
         "lung_hu_bias",
         "laa950_bias",
         "seconds",
@@ -109,6 +117,10 @@ def test_results_csv_has_one_row_per_case_and_method(example_report):
     for read, kept in zip(back, results, strict=True):
         assert read.psnr == pytest.approx(kept.psnr, abs=1e-4)
         assert read.frangi == pytest.approx(kept.frangi, abs=1e-5)
+        assert read.vif == pytest.approx(kept.vif, abs=1e-5)
+        assert read.smse == pytest.approx(kept.smse, abs=1e-5)
+        assert read.cldice == pytest.approx(kept.cldice, abs=1e-5)
+        assert read.component_diff == kept.component_diff
         assert read.slices == kept.slices
 
 
@@ -118,6 +130,11 @@ def test_summary_tables_the_means_and_the_difference_to_bspline(example_report):
     bspline, linear = results
     assert "1 case, 2 methods: thin scans resampled to 1 mm, thick scans of 5 mm boxcar" in text
     assert f"| bspline | 1 | **{bspline.psnr:.2f}** | **{bspline.ssim:.4f}** |" in text
+    header = next(line for line in text.splitlines() if line.startswith("| method | cases |"))
+    for title in ("VIF", "SMSE (lower is better)", "clDice", "components vs reference"):
+        assert f"| {title} |" in header
+    assert f"**{bspline.vif:.4f}** | **{bspline.frangi:.4f}** | **{bspline.smse:.3f}**" in text
+    assert "clDice: centreline Dice" in text and "torchmetrics" in text
     assert f"| linear | 1 | {linear.psnr:.2f} |" in text
     difference = f"{linear.psnr - bspline.psnr:.2f}"
     assert difference.startswith("-")
@@ -134,8 +151,9 @@ def test_figure_is_a_png_a_person_can_look_at(example_report):
     with Image.open(path) as image:
         width, height = image.size
         grey = np.asarray(image.convert("L"), dtype=float)
-    # Six columns (input, 2 methods, reference, error), three rows of physical proportions.
-    assert 1200 < width < 2400 and 600 < height < 1600
+    # Five columns (input, 2 methods, reference, error); four rows of physical proportions:
+    # axial, its structure map, coronal, sagittal.
+    assert 1200 < width < 2400 and 900 < height < 2000
     assert grey.std() > 20  # images, not an empty canvas
 
 
@@ -186,21 +204,27 @@ def test_paired_scans_of_a_layout_are_evaluated_on_their_own_grid(tmp_path):
     assert not (tmp_path / "report" / "figures").exists()
 
 
-def test_cli_evaluates_without_torch_and_never_touches_its_input(tmp_path):
-    """A real process: baselines only must not import torch; the input stays as it was."""
+def test_cli_plans_without_torch_and_never_touches_its_input(tmp_path):
+    """A real process: planning an evaluation of baselines (every check of the request) does
+    not import torch, which only the scoring loads (VIF, the structure operator); the input
+    stays as it was."""
     scans = tmp_path / "scans"
     scans.mkdir()
     shutil.copy(THIN, scans / "a.nii.gz")
     before = _sha256(scans / "a.nii.gz")
+    report = str(tmp_path / "report")
     script = (
         "import sys\n"
+        "from pathlib import Path\n"
         "from thinct.cli.app import main\n"
+        "from thinct.evaluate.run import plan_evaluation\n"
+        f"plan_evaluation([{str(scans)!r}], Path({report!r}), methods=['linear'])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "try:\n"
-        f"    main(['evaluate', {str(scans)!r}, '--out', {str(tmp_path / 'report')!r}, "
+        f"    main(['evaluate', {str(scans)!r}, '--out', {report!r}, "
         "'-m', 'linear', '-m', 'nearest', '--slices', '0.2:0.8', '--no-figures', '--quiet'])\n"
         "except SystemExit as done:\n"
         "    assert done.code == 0, done.code\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
@@ -212,6 +236,7 @@ def test_cli_evaluates_without_torch_and_never_touches_its_input(tmp_path):
     # 0.2 to 0.8 of 64 slices: slices 13 to 51, 38 of 1.25 mm: 47.5 mm, 9 slabs of 5 mm.
     assert results[0].slices == 45
     assert results[0].psnr > results[1].psnr
+    assert all(0 < r.vif < 1 and 0 < r.cldice < 1 for r in results)
     assert _sha256(scans / "a.nii.gz") == before
     assert sorted(p.name for p in scans.iterdir()) == ["a.nii.gz"]
 
@@ -269,6 +294,19 @@ def test_cli_overwrite_replaces_the_report_and_keeps_other_files(tmp_path, monke
     assert (report / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
+def test_cli_prints_and_writes_the_structure_scores(tmp_path, monkeypatch, capfd):
+    """Each case's line names VIF and clDice beside PSNR; the CSV has every column."""
+    monkeypatch.chdir(tmp_path)
+    arguments = [THIN, "--out", "report", "-m", "nearest", "--slices", "0.3:0.7", "--no-figures"]
+    result = thinct_in_process(capfd, "evaluate", *arguments)
+    assert result.returncode == 0, show(result)
+    (row,) = read_results(tmp_path / "report" / "results.csv")
+    line = f"nearest {row.psnr:.2f} dB, VIF {row.vif:.3f}, clDice {row.cldice:.3f}"
+    assert line in result.stderr
+    with open(tmp_path / "report" / "results.csv", newline="") as stream:
+        assert tuple(next(csv.reader(stream))) == COLUMNS
+
+
 def test_cli_reports_a_thick_scan_given_as_thin_and_exits_1(tmp_path, monkeypatch, capfd):
     """Thick slices cannot be simulated from a 5 mm scan: that case fails in one line (and
     the report says so), the command exits 1."""
@@ -296,12 +334,15 @@ def test_slices_and_figure_names_parse_and_refuse():
 
 @pytest.mark.slow
 def test_a_whole_real_scan_is_evaluated(tmp_path):
-    """A full thin chest scan from ../shared: the B-spline beats linear interpolation."""
+    """A full thin chest scan from ../shared: the B-spline beats linear interpolation, also
+    on VIF, SMSE and the vessel tree's clDice."""
     scan = shared_scan("lidc0002_c2c_1.25mm.nii.gz")
     results, failures = _evaluate([scan], tmp_path / "report", methods=["bspline", "linear"])
     assert failures == []
     bspline, linear = results
     assert bspline.psnr > linear.psnr and bspline.frangi < linear.frangi
+    assert bspline.smse < linear.smse and bspline.vif > linear.vif
+    assert bspline.cldice > linear.cldice
     assert (tmp_path / "report" / "figures" / "lidc0002_c2c_1.25mm.png").is_file()
 
 
@@ -316,3 +357,6 @@ def test_the_python_examples_of_the_evaluation_page_run(tmp_path, monkeypatch, c
     assert printed[0].startswith("{'bspline': 35.") and "'linear': 34." in printed[0]
     assert (tmp_path / "report" / "figures" / f"{CASE}.png").is_file()
     assert printed[1].startswith("PSNR ") and printed[4].startswith("Frangi ")
+    assert printed[5].startswith("SMSE ") and printed[6].startswith("VIF 0.")
+    # Noise of 20 HU leaves the one straight vessel whole.
+    assert printed[7] == "clDice 1.000, components +0"

@@ -152,6 +152,36 @@ def test_frangi_score_is_nan_without_vessels_in_the_reference():
     assert np.isnan(metrics.frangi_score(flat + 100.0, flat, 0.7))
 
 
+def test_smse_is_a_thousand_times_the_mean_squared_vesselness_difference():
+    reference = np.zeros((2, 10, 10), dtype=np.float32)
+    reference[:, 4:6, :] = 0.8
+    assert metrics.structure_mse(reference, reference.copy()) == 0.0
+    # 40 of 200 pixels off by 0.8: mean square 0.128, times 1000.
+    assert metrics.structure_mse(np.zeros_like(reference), reference) == pytest.approx(128.0)
+    # Squared: twice the difference is four times the score.
+    assert metrics.structure_mse(reference + 0.2, reference) == pytest.approx(40.0)
+    assert metrics.structure_mse(reference + 0.1, reference) == pytest.approx(10.0)
+    with pytest.raises(GeometryError, match="differ"):
+        metrics.structure_mse(reference[:1], reference)
+
+
+def test_smse_is_zero_for_identical_and_grows_with_blur(example_reference):
+    reference, pixel_mm = example_reference
+    assert metrics.smse(reference, reference.copy(), pixel_mm, most=4) == 0.0
+    scores = [
+        metrics.smse(gaussian_filter(reference, sigma), reference, pixel_mm, most=4)
+        for sigma in (0.5, 1.5)
+    ]
+    assert 0.0 < scores[0] < scores[1]
+    # No vessels at all: the reference's own mean squared vesselness.
+    chosen = metrics.frangi_slices(reference.shape[0], most=4)
+    vessels = metrics.vesselness(reference[chosen], pixel_mm).astype(np.float64)
+    no_vessels = np.full_like(reference, -850.0)
+    assert metrics.smse(no_vessels, reference, pixel_mm, most=4) == pytest.approx(
+        metrics.SMSE_SCALE * np.mean(vessels**2), rel=1e-6
+    )
+
+
 def test_bspline_beats_nearest_on_every_metric_of_the_real_crop(example_thin):
     """Real data: the cubic B-spline is closer to the real 1 mm slices than nearest neighbour
     by each metric (and SSIM, PSNR stay in their published ranges)."""
@@ -167,12 +197,14 @@ def test_bspline_beats_nearest_on_every_metric_of_the_real_crop(example_thin):
             metrics.ssim(output, reference),
             metrics.lung_psnr(output, reference),
             metrics.frangi_score(output, reference, pixel_mm, most=8),
+            metrics.smse(output, reference, pixel_mm, most=8),
         )
     nearest, bspline = scores["nearest"], scores["bspline"]
     assert 30 < nearest[0] < bspline[0] < 40
     assert 0.9 < nearest[1] < bspline[1] < 1
     assert nearest[2] < bspline[2] < nearest[0]  # the lung window is the harder test
     assert 0 < bspline[3] < nearest[3] < 1
+    assert 0 < bspline[4] < nearest[4]
 
 
 # --- lung density ---------------------------------------------------------------------------

@@ -527,12 +527,14 @@ def test_bad_configs_are_usage_errors_that_say_what_is_wrong(values, words):
 
 
 def test_registry_lists_the_published_models():
-    names = ["cthnet", "cthnet-small", "thickgrid", "tvsrn"]
+    names = ["cthnet", "cthnet-small", "dsdm", "dsdm-small", "thickgrid", "tvsrn"]
     assert [entry.name for entry in list_models()] == names
     shipped = {entry.name: entry.weights for entry in list_models()}
     assert shipped == {
         "cthnet": None,
         "cthnet-small": "cthnet-small",
+        "dsdm": None,
+        "dsdm-small": None,
         "thickgrid": None,
         "tvsrn": None,
     }
@@ -547,7 +549,10 @@ def test_create_model_applies_overrides():
 
 @pytest.mark.parametrize(
     ("name", "overrides", "words"),
-    [("unet", {}, "cthnet, cthnet-small, thickgrid, tvsrn"), ("cthnet", {"depth": 3}, "depth")],
+    [
+        ("unet", {}, "cthnet, cthnet-small, dsdm, dsdm-small, thickgrid, tvsrn"),
+        ("cthnet", {"depth": 3}, "depth"),
+    ],
 )
 def test_create_model_refuses_unknown_names(name, overrides, words):
     with pytest.raises(UsageError, match=words):

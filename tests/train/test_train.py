@@ -30,6 +30,7 @@ from safetensors.torch import load_file
 from thinct.data.crops import CropOptions, CropSampler
 from thinct.data.pairs import normalise, simulated_pair
 from thinct.errors import UsageError
+from thinct.inference.options import InferenceOptions
 from thinct.io import read_volume
 from thinct.models import create_model, load_model
 from thinct.train.config import TrainConfig, config_to_dict, load_train_config
@@ -84,11 +85,19 @@ def tiny_model(state: dict | None = None) -> torch.nn.Module:
 # --- the recipe ----------------------------------------------------------------------------
 
 
-def test_shipped_default_recipe_loads_and_holds_out_its_validation_parts():
-    config = load_train_config(ROOT / "configs" / "default.yaml")
-    assert config.output == "runs/default"
-    assert config.model.name == "cthnet-small"
+RECIPES = sorted((ROOT / "configs").rglob("*.yaml"))
+# The scan every recipe leaves out of training and model selection: the held-out test scan.
+TEST_SCAN = "itkelastix_4dct00_2.0mm.nii.gz"
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda path: path.stem)
+def test_shipped_recipes_load_and_hold_out_their_validation_parts(path):
+    config = load_train_config(path)
+    prefix = "compare-" if path.parent.name == "compare" else ""
+    assert config.output == f"runs/{prefix}{path.stem}"
     assert config.data.train and config.data.validation
+    sources = [*config.data.train, *config.data.validation]
+    assert all(TEST_SCAN not in source.path for source in sources)
     assert config.optim.steps > config.optim.warmup_steps
     # A scan split into a training and a held-out part: the parts never overlap.
     for held_out in config.data.validation:
@@ -305,7 +314,7 @@ def test_best_folder_is_the_trained_model_and_scores_the_logged_psnr(run4):
         assert torch.equal(best(thick), trained(thick))
         assert not torch.allclose(best(thick), tiny_model()(thick), atol=1e-6)
     # What users get from best/ through the engine is the number that picked it.
-    scores = validate(best, validation_cases(config.data, 5), "cpu")
+    scores = validate(best, validation_cases(config.data, 5), InferenceOptions(device="cpu"))
     assert scores["psnr"] == pytest.approx(result.best_psnr, abs=1e-9)
     assert scores["ssim"] == pytest.approx(result.best_ssim, abs=1e-9)
     card = (folder / "best" / "README.md").read_text(encoding="utf-8")
@@ -560,7 +569,7 @@ def test_training_page_recipe_and_key_table_match_the_code(tmp_path):
         key
         for line in table.splitlines()
         if line.startswith("| `")
-        for key in re.findall(r"`([a-z_.]+)`", line.split("|")[1])
+        for key in re.findall(r"`([a-z0-9_.]+)`", line.split("|")[1])
     }
     plain = config_to_dict(config)
     fields = {name for name, value in plain.items() if not isinstance(value, dict)}

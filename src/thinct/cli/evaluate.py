@@ -123,8 +123,8 @@ def evaluate(
     quiet: Quiet = False,
 ) -> None:
     """Compare methods on thin scans (thick slices simulated) or paired scans: PSNR, SSIM,
-    lung PSNR, Frangi structure score, lung density bias and time per scan, as CSV, markdown
-    and figures.
+    lung PSNR, VIF, Frangi structure score, SMSE, vessel-tree topology (clDice, components),
+    lung density bias and time per scan, as CSV, markdown and figures.
 
     Example: thinct evaluate scans/ --out report --method bspline --model models/mine
     """

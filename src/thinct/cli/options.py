@@ -100,6 +100,26 @@ Factor = Annotated[
         "--factor", metavar="R", help="Make R thin slices per thick slice (instead of --spacing)."
     ),
 ]
+InPlane = Annotated[
+    int | None,
+    typer.Option(
+        "--in-plane",
+        metavar="F",
+        help="Also refine the pixels F times along each in-plane axis, over the same field of "
+        "view (F from 1 to 8; after a regression model, by B-spline). With --factor 1 the "
+        "slices stay.",
+        show_default=False,
+    ),
+]
+InPlaneSpacing = Annotated[
+    float | None,
+    typer.Option(
+        "--in-plane-spacing",
+        metavar="MM",
+        help="Refine the pixels to this in-plane spacing in mm instead of --in-plane.",
+        show_default=False,
+    ),
+]
 AlignOption = Annotated[
     Align,
     typer.Option(
@@ -177,6 +197,8 @@ __all__ = [
     "DeviceOption",
     "Dtype",
     "Factor",
+    "InPlane",
+    "InPlaneSpacing",
     "Inputs",
     "Layout",
     "Method",

@@ -4,7 +4,9 @@ torch, and the modules that use it, load only when a model runs (not with --meth
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -22,6 +24,8 @@ from thinct.cli.options import (
     DeviceOption,
     Dtype,
     Factor,
+    InPlane,
+    InPlaneSpacing,
     Inputs,
     Method,
     OutputType,
@@ -40,9 +44,90 @@ from thinct.cli.options import (
     refuse_engine_options_with_method,
 )
 from thinct.cli.running import Scale, run_command
+from thinct.errors import Argument, UsageError
 from thinct.geometry import check_target_options
-from thinct.inference.options import InferenceOptions
-from thinct.pipeline import upsample_file
+from thinct.inference.options import InferenceOptions, refuse_diffusion_options
+from thinct.pipeline import check_slab, refuse_model_with_kept_slices, upsample_file
+
+_DIFFUSION = "Diffusion models (dsdm): "
+Steps = Annotated[
+    int | None,
+    typer.Option(
+        "--steps",
+        metavar="N",
+        help=_DIFFUSION + "denoiser steps per plane (default: the model's; 100 for dsdm).",
+        show_default=False,
+    ),
+]
+Seed = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        metavar="S",
+        help=_DIFFUSION + "the noise's seed (default 0); the same seed gives the same output.",
+        show_default=False,
+    ),
+]
+Sampler = Annotated[
+    str | None,
+    typer.Option(
+        "--sampler",
+        metavar="NAME",
+        help=_DIFFUSION + "ancestral (the paper's, the default) or ddim (deterministic, for "
+        "few steps).",
+        show_default=False,
+    ),
+]
+Refine = Annotated[
+    float | None,
+    typer.Option(
+        "--refine",
+        metavar="STRENGTH",
+        help=_DIFFUSION + "start from the default model's output noised to STRENGTH in (0, 1] "
+        "instead of from noise, so that few steps suffice (e.g. --refine 0.3 --steps 5).",
+        show_default=False,
+    ),
+]
+Planes = Annotated[
+    str | None,
+    typer.Option(
+        "--planes",
+        metavar="SCHEME",
+        help=_DIFFUSION + "alternate (one plane orientation per step, in turns; the default) "
+        "or average (all of them at every step, averaged; slower).",
+        show_default=False,
+    ),
+]
+Slab = Annotated[
+    str | None,
+    typer.Option(
+        "--slab",
+        metavar="START:STOP",
+        help="Only thick slices START to STOP-1 (counted from 0), as a scan of their own.",
+        show_default=False,
+    ),
+]
+
+
+def parse_slab(text: str | None) -> tuple[int, int] | None:
+    """``START:STOP`` as the pair of thick slice indices, checked."""
+    if text is None:
+        return None
+    start, colon, stop = text.partition(":")
+    try:
+        slab = (int(start), int(stop))
+    except ValueError:
+        colon = ""
+    if not colon:
+        raise UsageError(Argument("slab"), f" must be START:STOP, two whole numbers, got {text!r}")
+    check_slab(slab)
+    return slab
+
+
+def _show_at_once(message: str) -> None:
+    """A warning that cannot wait for the job's end (the estimate of a long run), printed
+    above the progress bar (rich draws what is written to stderr above it)."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def upsample(
@@ -69,6 +154,8 @@ def upsample(
     ] = None,
     spacing: Spacing = None,
     factor: Factor = None,
+    in_plane: InPlane = None,
+    in_plane_spacing: InPlaneSpacing = None,
     align: AlignOption = Align.edges,
     consistency: ConsistencyOption = Consistency.none,
     device: DeviceOption = Device.auto,
@@ -77,6 +164,12 @@ def upsample(
     tile_overlap: TileOverlap = InferenceOptions.tile_overlap,
     z_overlap: ZOverlap = InferenceOptions.z_overlap,
     batch_size: BatchSize = InferenceOptions.batch_size,
+    steps: Steps = None,
+    seed: Seed = None,
+    sampler: Sampler = None,
+    refine: Refine = None,
+    planes: Planes = None,
+    slab: Slab = None,
     series: Series = None,
     dtype: Dtype = OutputType.int16,
     overwrite: Overwrite = False,
@@ -90,17 +183,23 @@ def upsample(
     Example: thinct upsample thick.nii.gz thin.nii.gz --spacing 1.0
     """
     options = engine_options(device, precision, tile, tile_overlap, z_overlap, batch_size)
+    options = replace(
+        options, steps=steps, seed=seed, sampler=sampler, refine=refine, planes=planes
+    )
     loaded: dict[str, Any] = {}  # the model and its name, once check_options loads them
     settings = dict(
         method=method.value if method is not None else "bspline",
         spacing=spacing,
         factor=factor,
+        in_plane=in_plane,
+        in_plane_spacing=in_plane_spacing,
         align=align.value,
         consistency=consistency.value,
         overwrite=overwrite,
         dtype=dtype.value,
         series_uid=series,
         options=options,
+        slab=None,  # parsed by check_options
     )
 
     def work(job: Job, advance: Callable[[float], None]) -> None:
@@ -111,6 +210,7 @@ def upsample(
             progress=advance,
             model=loaded.get("model"),
             model_name=loaded.get("name"),
+            notice=_show_at_once,
         )
 
     def task() -> Task:
@@ -123,8 +223,10 @@ def upsample(
         return Task(upsample_file, keywords, model_spec or DEFAULT_MODEL, device.value)
 
     def check_options() -> None:
-        check_target_options(spacing, factor)
+        check_target_options(spacing, factor, in_plane, in_plane_spacing)
+        settings["slab"] = parse_slab(slab)
         if method is not None:
+            refuse_diffusion_options(options, "--method")
             refuse_engine_options_with_method(model_spec, options)
             return
         from thinct.inference.engine import load_checked_model
@@ -133,6 +235,8 @@ def upsample(
         use_local_gpu(options.device)  # under torchrun, before the model loads
         loaded["model"] = load_checked_model(model_spec, options)
         loaded["name"] = model_display_name(model_spec)
+        if factor == 1 and not loaded["model"].config.diffusion:
+            refuse_model_with_kept_slices()  # a diffusion model refines the pixels itself
 
     scale = Scale(workers, shard, task)
     run_command(arguments, overwrite, quiet, "upsampling", work, check_options, scale)

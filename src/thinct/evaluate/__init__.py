@@ -1,1 +1,2 @@
-"""`thinct evaluate`: metrics, cases, methods, scoring, reports and figures."""
+"""`thinct evaluate`: metrics (with VIF and the vessel tree's topology), cases, methods,
+scoring, reports and figures."""

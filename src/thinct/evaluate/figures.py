@@ -1,10 +1,12 @@
 """Figures of an evaluation case: the same place in the thick input, every method's output and
 the reference, side by side, in three planes, at true physical proportions.
 
-One PNG per case. Rows: the slice plane (axial for an axial scan) and the two planes across
-the slices (coronal and sagittal), where slice interpolation shows. Columns: the thick input
-stretched onto the thin grid by nearest neighbour (so it is shown at its true thickness), each
-method, the reference, and the absolute error of one method. The crops are centred where the
+One PNG per case. Rows: the slice plane (axial for an axial scan), the structure operator's
+map of that plane (`thinct.structure`: vessels and nodules, as in the figures of
+topology-preserving super-resolution), and the two planes across the slices (coronal and
+sagittal), where slice interpolation shows. Columns: the thick input stretched onto the thin
+grid by nearest neighbour (so it is shown at its true thickness), each method, the
+reference, and the absolute error of one method. The crops are centred where the
 thick input differs most from the reference in the display window (smoothed over about a
 centimetre): where thin slices have the most to add.
 
@@ -25,6 +27,8 @@ from thinct.io.atomic import replacing
 from thinct.windows import WINDOWS
 
 ERROR_RANGE_HU = 200.0  # |error| colour scale: 0 to this many HU
+# Structure maps are drawn from 0 to this (an ideal tube's centre answers about 1).
+STRUCTURE_RANGE = 1.0
 CROP_MM = 80.0
 # A figure's centre counts as inside the lungs where this much of its surroundings is lung.
 _LUNG_FRACTION = 0.8
@@ -133,12 +137,24 @@ def planes(array: np.ndarray, box: Box) -> Planes:
     )
 
 
+def structure_plane(array: np.ndarray, box: Box) -> np.ndarray:
+    """The structure operator's map (`thinct.structure`) of the slice plane through ``box``
+    of a (slices, rows, columns) HU volume, in the lung window, cropped like `planes`. The
+    map is made from the whole slice, so the crop's border is no border of the operator."""
+    from thinct.structure import enhance, lung_window
+
+    (z, _, _), (_, y0, x0), (_, y1, x1) = box.centre, box.start, box.stop
+    return np.array(enhance(lung_window(array[z]))[y0:y1, x0:x1], dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class Panel:
-    """One column of a case figure: a title and the three planes it shows."""
+    """One column of a case figure: a title, the three planes it shows and, optionally, the
+    structure map of its slice plane (`structure_plane`), drawn under that plane."""
 
     title: str
     planes: Planes
+    structure: np.ndarray | None = None
 
 
 def save_case_figure(
@@ -162,6 +178,10 @@ def save_case_figure(
     whose slice index runs towards the head). ``rows`` picks which planes are drawn, in
     order, by their index in `Planes.as_list` (``(1, 2)``: only the two across the slices);
     ``panel_inches`` is the width of each column.
+
+    When panels carry structure maps, a row of them (0 to `STRUCTURE_RANGE`, greyscale; the
+    error column: their difference, in colour) follows the slice plane's row, as in the
+    figures of topology-preserving super-resolution; a column without one is left blank.
     """
     from matplotlib.figure import Figure
 
@@ -169,14 +189,22 @@ def save_case_figure(
     # (vertical, horizontal) mm per pixel of each plane.
     pixel = [(dy, dx), (dz, dx), (dz, dy)]
     columns = list(panels) + ([error] if error is not None else [])
+    # (plane, is the structure row) of each row of the figure.
+    layout = []
+    for plane in rows:
+        layout.append((plane, False))
+        if plane == 0 and any(c.structure is not None for c in columns):
+            layout.append((plane, True))
     first = columns[0].planes.as_list()
-    extents = [(first[i].shape[0] * pixel[i][0], first[i].shape[1] * pixel[i][1]) for i in rows]
-    ratios = [height / width for height, width in extents]
+    ratios = [
+        first[plane].shape[0] * pixel[plane][0] / (first[plane].shape[1] * pixel[plane][1])
+        for plane, _ in layout
+    ]
     width = panel_inches * len(columns)
     height = panel_inches * sum(ratios) + 0.9
     figure = Figure(figsize=(width, height), dpi=_DPI, facecolor="white")
     grid = figure.add_gridspec(
-        len(rows),
+        len(layout),
         len(columns),
         height_ratios=ratios,
         left=0.03,
@@ -190,39 +218,41 @@ def save_case_figure(
     for col, column in enumerate(columns):
         is_error = error is not None and column is error
         images = column.planes.as_list()
-        for row, plane in enumerate(rows):
-            image, (v, h) = images[plane], pixel[plane]
+        for row, (plane, is_structure) in enumerate(layout):
             axes = figure.add_subplot(grid[row, col])
-            if plane > 0 and superior_up:
-                image = image[::-1]
-            extent = (0, image.shape[1] * h, image.shape[0] * v, 0)
-            if is_error:
-                axes.imshow(
-                    np.abs(image),
-                    cmap="magma",
-                    vmin=0,
-                    vmax=ERROR_RANGE_HU,
-                    extent=extent,
-                    interpolation="nearest",
-                )
-            else:
-                axes.imshow(
-                    image,
-                    cmap="gray",
-                    vmin=window[0],
-                    vmax=window[1],
-                    extent=extent,
-                    interpolation="nearest",
-                )
             axes.set_xticks([])
             axes.set_yticks([])
             for spine in axes.spines.values():
                 spine.set_visible(False)
+            image, (v, h) = images[plane], pixel[plane]
+            if plane > 0 and superior_up:
+                image = image[::-1]
+            extent = (0, image.shape[1] * h, image.shape[0] * v, 0)
+            if is_structure:
+                if column.structure is None:
+                    axes.axis("off")
+                    continue
+                image = np.abs(column.structure) if is_error else column.structure
+                limits, colours = (0, STRUCTURE_RANGE), "magma" if is_error else "gray"
+            elif is_error:
+                image, limits, colours = np.abs(image), (0, ERROR_RANGE_HU), "magma"
+            else:
+                limits, colours = window, "gray"
+            axes.imshow(
+                image,
+                cmap=colours,
+                vmin=limits[0],
+                vmax=limits[1],
+                extent=extent,
+                interpolation="nearest",
+            )
             if row == 0:
                 axes.set_title(column.title, fontsize=8)
             if col == 0:
-                axes.set_ylabel(plane_names[plane], fontsize=8)
-                _scale_bar(axes, image.shape[1] * h, image.shape[0] * v)
+                name = f"{plane_names[plane]} structure" if is_structure else plane_names[plane]
+                axes.set_ylabel(name, fontsize=8)
+                if not is_structure:
+                    _scale_bar(axes, image.shape[1] * h, image.shape[0] * v)
     with replacing(path) as staged:
         figure.savefig(staged, format="png", dpi=_DPI, facecolor="white")
     return path

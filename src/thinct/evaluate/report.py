@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from thinct.errors import Argument, OutputError, UsageError
-from thinct.evaluate import metrics
+from thinct.evaluate import metrics, topology
 from thinct.evaluate.methods import BASELINE
 from thinct.evaluate.scoring import COLUMNS, FigureRequest, Result
 from thinct.io.atomic import write_text
@@ -32,12 +32,15 @@ RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.md"
 FIGURES_FOLDER = "figures"
 
-# Decimal places of each number in results.csv.
+# Decimal places of each number in results.csv; the other columns are text or whole numbers.
 _DECIMALS = {
     "psnr": 4,
     "ssim": 5,
     "lung_psnr": 4,
+    "vif": 5,
     "frangi": 5,
+    "smse": 5,
+    "cldice": 5,
     "lung_hu_bias": 2,
     "laa950_bias": 3,
     "seconds": 3,
@@ -71,6 +74,7 @@ def read_results(path: Path) -> list[Result]:
             case=row["case"],
             method=row["method"],
             slices=int(row["slices"]),
+            component_diff=int(row["component_diff"]),
             **{name: float(row[name]) for name in _DECIMALS},
         )
         for row in rows
@@ -89,7 +93,11 @@ _SUMMARY_COLUMNS = (
     _Column("psnr", "PSNR (dB)", 2, True),
     _Column("ssim", "SSIM", 4, True),
     _Column("lung_psnr", "lung PSNR (dB)", 2, True),
+    _Column("vif", "VIF", 4, True),
     _Column("frangi", "Frangi (lower is better)", 4, False),
+    _Column("smse", "SMSE (lower is better)", 3, False),
+    _Column("cldice", "clDice", 4, True),
+    _Column("component_diff", "components vs reference", 1, None),
     _Column("lung_hu_bias", "lung HU bias", 1, None),
     _Column("laa950_bias", "LAA-950 bias (pp)", 2, None),
     _Column("seconds", "seconds per scan", 2, None),
@@ -202,7 +210,18 @@ def summary_markdown(
         "sum |V(method) - V(reference)| / sum V(reference) of the Frangi vesselness V of "
         f"up to {metrics.FRANGI_SLICES} axial slices in the lung window (scales "
         f"{', '.join(f'{s:g}' for s in metrics.FRANGI_SCALES_MM)} mm); 0 is perfect, 1 is "
-        "as much wrong vessel signal as the reference holds. Lung HU bias and LAA-950 bias: "
+        "as much wrong vessel signal as the reference holds. SMSE: "
+        f"{metrics.SMSE_SCALE:g} x the mean over all pixels of (V(method) - V(reference))^2, "
+        "the same V on the same slices; 0 is perfect. VIF: pixel-domain visual information "
+        "fidelity (torchmetrics) of the same axial slices in the lung window scaled to "
+        "[0, 255], the mean over slices; 1 for identical slices, lower as detail is lost. "
+        "clDice: centreline Dice of the vessel trees of "
+        f"{topology.SLAB_SLICES} contiguous slices in the middle of the case (the structure "
+        f"operator's map of each axial slice in the lung window above {topology.THRESHOLD:g}, "
+        f"3D components of at least {topology.MIN_COMPONENT_MM3:g} mm^3 with "
+        "26-connectivity, skeletons by scikit-image); 1 for identical trees. Components vs "
+        "reference: the method's number of those components minus the reference's (above 0: "
+        "a tree broken into more pieces; 0 is best). Lung HU bias and LAA-950 bias: "
         "in the reference's lung parenchyma (air below -400 HU inside the body, 2 voxels "
         "peeled off), the method's mean HU minus the reference's, and its percentage of "
         "voxels below -950 HU minus the reference's (percentage points); 0 is unbiased, "

@@ -28,6 +28,7 @@ from thinct.evaluate.methods import (
 )
 from thinct.evaluate.report import EvaluationReport
 from thinct.evaluate.scoring import Result, evaluate_case
+from thinct.evaluate.vif import missing_dependency
 from thinct.inference.options import InferenceOptions
 from thinct.resample.consistency import check_consistency
 from thinct.windows import WINDOWS
@@ -133,6 +134,9 @@ def plan_evaluation(
         except ThinctError as error:
             chosen.append(baseline("linear"))
             notes.append(f"no default model ({error}); evaluating bspline and linear")
+    missing = missing_dependency()
+    if missing is not None:
+        notes.append(missing)
     check_consistency(consistency)
     if consistency != "none":
         chosen = [variant for m in chosen for variant in with_consistency(m, consistency)]
@@ -169,7 +173,9 @@ def run_evaluation(evaluation: Evaluation, reporter: Reporter) -> tuple[list[Res
             report.figures.pop(source.name, None)
         else:
             results.extend(rows)
-            scores = ", ".join(f"{r.method} {r.psnr:.2f} dB" for r in rows)
+            scores = "; ".join(
+                f"{r.method} {r.psnr:.2f} dB, VIF {r.vif:.3f}, clDice {r.cldice:.3f}" for r in rows
+            )
             reporter.info(f"{label}: {scores}")
         report.write(results, evaluation.description, failures)
     if results:

@@ -2,9 +2,11 @@
 asked, drawn beside the others in the case's figure.
 
 The scores are those of `thinct.evaluate.metrics` (PSNR, SSIM, lung-window PSNR, the Frangi
-structure score and the lung density biases) plus the seconds a method took to make the thin
-scan, one `Result` per method. Only one output is held at a time: the figure keeps just the
-planes it shows, and what depends on the reference alone is computed once per case.
+structure score, SMSE and the lung density biases), `thinct.evaluate.vif` (VIF) and
+`thinct.evaluate.topology` (clDice and the component count of the vessel tree), plus the
+seconds a method took to make the thin scan, one `Result` per method. Only one output is
+held at a time: the figure keeps just the planes it shows (and the structure map of one),
+and what depends on the reference alone is computed once per case.
 `thinct.evaluate.figures` (matplotlib, SciPy) loads only when a figure is drawn.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from thinct.data.cases import Case
 from thinct.errors import ThinctError, UsageError
-from thinct.evaluate import metrics
+from thinct.evaluate import metrics, topology, vif
 from thinct.evaluate.methods import EvaluatedMethod
 from thinct.resample.interpolation import interpolate
 from thinct.windows import WINDOWS
@@ -28,7 +30,8 @@ from thinct.windows import WINDOWS
 
 @dataclass(frozen=True)
 class Result:
-    """One row of the report: a method on a case. ``frangi`` is lower-is-better; ``seconds``
+    """One row of the report: a method on a case. ``frangi`` and ``smse`` are
+    lower-is-better, ``component_diff`` best at 0 (`thinct.evaluate.topology`); ``seconds``
     is the wall-clock time the method took to make the thin scan from the thick one in
     memory (reading, simulation and scoring not included); ``slices`` is the number of thin
     slices it made."""
@@ -38,7 +41,11 @@ class Result:
     psnr: float
     ssim: float
     lung_psnr: float
+    vif: float
     frangi: float
+    smse: float
+    cldice: float
+    component_diff: int
     lung_hu_bias: float
     laa950_bias: float
     seconds: float
@@ -69,22 +76,30 @@ def _plane_spacing(case: Case) -> tuple[float, float, float]:
 
 
 class _Scorer:
-    """The metrics of any output of one case; the reference's vesselness is computed once."""
+    """The metrics of any output of one case; what depends on the reference alone (its
+    vesselness, lung mask and vessel tree) is computed once."""
 
     def __init__(self, case: Case) -> None:
         self.reference = case.reference_array()
         self.pixel_mm = _in_plane_mm(case)
+        self.voxel_mm3 = float(np.prod(_plane_spacing(case)))
         self.chosen = metrics.frangi_slices(self.reference.shape[0])
+        self.slab = topology.topology_slab(self.reference.shape[0])
+        self.vif_missing = vif.missing_dependency()
         self._reference_vessels: np.ndarray | None = None
+        self._reference_tree: topology.VesselTree | None = None
         self._lung: np.ndarray | None = None
 
     def __call__(self, output: np.ndarray) -> dict[str, float]:
         if self._reference_vessels is None:
             self._reference_vessels = metrics.vesselness(self.reference[self.chosen], self.pixel_mm)
-        vessels = metrics.vesselness(output[self.chosen], self.pixel_mm)
-        if self._lung is None:
+            self._reference_tree = topology.vessel_tree(
+                topology.structure_map(self.reference[self.slab]), self.voxel_mm3
+            )
             edge = metrics.EDGE_SLICES
             self._lung = metrics.lung_mask(self.reference[edge : self.reference.shape[0] - edge])
+        vessels = metrics.vesselness(output[self.chosen], self.pixel_mm)
+        tree = topology.vessel_tree(topology.structure_map(output[self.slab]), self.voxel_mm3)
         lung_hu_bias, laa950_bias = metrics.lung_density_bias(
             output, self.reference, mask=self._lung
         )
@@ -94,7 +109,13 @@ class _Scorer:
             "psnr": metrics.psnr(output, self.reference),
             "ssim": metrics.ssim(output, self.reference),
             "lung_psnr": metrics.lung_psnr(output, self.reference),
+            "vif": float("nan")
+            if self.vif_missing
+            else vif.slice_vif(output[self.chosen], self.reference[self.chosen]),
             "frangi": metrics.vessel_difference(vessels, self._reference_vessels),
+            "smse": metrics.structure_mse(vessels, self._reference_vessels),
+            "cldice": topology.cldice(tree, self._reference_tree),
+            "component_diff": tree.components - self._reference_tree.components,
         }
 
 
@@ -126,7 +147,10 @@ def evaluate_case(
         box = figures.choose_box(
             thick, reference, spacing, window=window, prefer_lung=figure.window == "lung"
         )
-        fixed = {"input": figures.planes(thick, box), "reference": figures.planes(reference, box)}
+        fixed = {
+            name: figures.Panel("", figures.planes(array, box), figures.structure_plane(array, box))
+            for name, array in (("input", thick), ("reference", reference))
+        }
         del thick
     results = []
     for done, method in enumerate(methods, start=1):
@@ -144,7 +168,9 @@ def evaluate_case(
             Result(case.name, method.name, **scores, seconds=seconds, slices=output.shape[0])
         )
         if box is not None:
-            panels[method.name] = figures.planes(output, box)
+            panels[method.name] = figures.Panel(
+                "", figures.planes(output, box), figures.structure_plane(output, box)
+            )
         del output
         if advance is not None:
             advance(done)
@@ -158,7 +184,7 @@ def _draw_case(
     methods: Sequence[EvaluatedMethod],
     results: Sequence[Result],
     fixed: dict[str, Any],
-    planes: dict[str, Any],
+    panels: dict[str, Any],
     figure: FigureRequest,
     spacing: tuple[float, float, float],
 ) -> None:
@@ -169,24 +195,27 @@ def _draw_case(
     # The error of the first model, or of the best method when there is no model.
     focus = models[0] if models else max(results, key=lambda r: r.psnr).method
     thick_mm = case.thick.image.GetSpacing()[case.grid.axis]
-    columns = [figures.Panel(f"{thick_mm:g} mm input", fixed["input"])]
+    columns = [replace(fixed["input"], title=f"{thick_mm:g} mm input")]
     for method in methods:
         result = by_name[method.name]
         columns.append(
-            figures.Panel(
-                f"{method.name}\n{result.psnr:.2f} dB, SSIM {result.ssim:.3f}",
-                planes[method.name],
+            replace(
+                panels[method.name],
+                title=f"{method.name}\n{result.psnr:.2f} dB, SSIM {result.ssim:.3f}",
             )
         )
-    columns.append(figures.Panel(f"reference {case.grid.spacing:g} mm", fixed["reference"]))
+    reference = fixed["reference"]
+    columns.append(replace(reference, title=f"reference {case.grid.spacing:g} mm"))
     error_planes = figures.Planes(
         *(
             np.abs(a - b)
-            for a, b in zip(planes[focus].as_list(), fixed["reference"].as_list(), strict=True)
+            for a, b in zip(panels[focus].planes.as_list(), reference.planes.as_list(), strict=True)
         )
     )
     error = figures.Panel(
-        f"|{focus} - reference|\n0 to {figures.ERROR_RANGE_HU:g} HU", error_planes
+        f"|{focus} - reference|\n0 to {figures.ERROR_RANGE_HU:g} HU",
+        error_planes,
+        np.abs(panels[focus].structure - reference.structure),
     )
     direction = np.asarray(case.grid.grid.direction, dtype=float).reshape(3, 3)[:, case.grid.axis]
     axial = int(np.argmax(np.abs(direction))) == 2

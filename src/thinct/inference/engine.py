@@ -27,6 +27,7 @@ scan circle) are taken from linear interpolation of the input instead of being l
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -41,9 +42,12 @@ from thinct.inference.blending import SLOT_EPS, Baseline, SlotBlender, SlotWrite
 from thinct.inference.options import (
     AUTOCAST_PRECISIONS,
     DEVICES,
+    PLANE_SCHEMES,
     PRECISIONS,
+    SAMPLERS,
     CancelCallback,
     InferenceOptions,
+    refuse_diffusion_options,
 )
 from thinct.inference.runtime import tune_allocator
 from thinct.inference.tiling import (
@@ -53,6 +57,8 @@ from thinct.inference.tiling import (
     slot_weights,
     windows_of_input,
 )
+from thinct.models.config import ModelConfig
+from thinct.models.diffusion import check_strength
 from thinct.resample.interpolation import ProgressCallback
 from thinct.volume import Volume
 
@@ -83,7 +89,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def check_options(options: InferenceOptions, slices: int | None = None) -> None:
-    """Refuse options that can never work, before any scan is read."""
+    """Refuse options that can never work, before any scan is read (`check_model_options`
+    checks them against a model)."""
     if options.precision not in PRECISIONS:
         raise UsageError(
             f"precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}"
@@ -106,14 +113,43 @@ def check_options(options: InferenceOptions, slices: int | None = None) -> None:
         )
 
 
+def check_diffusion_options(options: InferenceOptions) -> None:
+    """Refuse diffusion options (`DIFFUSION_OPTIONS`) that can never work."""
+    if options.steps is not None and options.steps < 1:
+        raise UsageError(Argument("steps"), f" must be at least 1, got {options.steps}")
+    if options.seed is not None and options.seed < 0:
+        raise UsageError(Argument("seed"), f" must be 0 or more, got {options.seed}")
+    if options.sampler is not None and options.sampler not in SAMPLERS:
+        raise UsageError(
+            Argument("sampler"), f" must be one of {', '.join(SAMPLERS)}, got {options.sampler!r}"
+        )
+    if options.planes is not None and options.planes not in PLANE_SCHEMES:
+        raise UsageError(
+            Argument("planes"),
+            f" must be one of {', '.join(PLANE_SCHEMES)}, got {options.planes!r}",
+        )
+    if options.refine is not None:
+        check_strength(options.refine)
+
+
+def check_model_options(options: InferenceOptions, config: ModelConfig) -> None:
+    """Refuse options that do not fit the model: its window of thick slices, and diffusion
+    options for a model that is not a diffusion model."""
+    check_options(options, config.slices)
+    if not config.diffusion:
+        refuse_diffusion_options(options, f"the {config.architecture} model")
+    check_diffusion_options(options)
+
+
 def load_checked_model(spec: str | None, options: InferenceOptions) -> nn.Module:
     """The model behind a spec, with the engine options checked before it loads (an
-    unavailable device fails at once) and against it after (its window of thick slices)."""
+    unavailable device fails at once) and against it after (`check_model_options`)."""
     from thinct.models import load_model
 
     check_options(options)
+    check_diffusion_options(options)
     model = load_model(spec)
-    check_options(options, model.config.slices)
+    check_model_options(options, model.config)
     return model
 
 
@@ -124,16 +160,25 @@ def upsample_with_model(
     options: InferenceOptions | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> Volume:
     """The model's thin-slice version of ``volume`` on the grid ``thin`` (float32 HU).
 
     ``progress`` receives the fraction done; ``cancel`` is polled between forward passes and
     stops the run with `Cancelled` when it returns True. The model is put in eval mode and
     moved to the chosen device.
+
+    A diffusion model (``config.diffusion``) runs as 2D planes instead
+    (`thinct.inference.planes`), onto the output grid ``thin.output`` (the pixels refined too,
+    when asked); ``notice`` shows its estimate of a long CPU run at once.
     """
     options = options or InferenceOptions()
     config = model.config
-    check_options(options, config.slices)
+    check_model_options(options, config)
+    if config.diffusion:
+        from thinct.inference.planes import upsample_with_diffusion
+
+        return upsample_with_diffusion(volume, thin, model, options, progress, cancel, notice)
     device = resolve_device(options.device)
     if device.type == "cpu":
         tune_allocator()

@@ -57,9 +57,10 @@ class ThinSlicesd(MapTransform, InvertibleTransform):
             affine, as ``LoadImaged(..., ensure_channel_first=True)`` makes them.
         label_keys: Keys that hold labels (nearest neighbour, dtype kept); a label key missing
             from ``keys`` is added to them.
-        model, spacing, factor, align, method, device, precision, tile, tile_overlap,
-            z_overlap, batch_size: As for `thinct.integrations.torchio.ThinSlices`. The model
-            loads on the first image, once per process (each DataLoader worker loads its own).
+        model, spacing, factor, align, in_plane, in_plane_spacing, method, device, precision,
+            tile, tile_overlap, z_overlap, batch_size: As for
+            `thinct.integrations.torchio.ThinSlices`. The model loads on the first image,
+            once per process (each DataLoader worker loads its own).
         allow_missing_keys: Skip keys that a data dictionary lacks instead of raising.
 
     Images must hold HU: put ThinSlicesd before any intensity scaling. Being deterministic, it
@@ -74,6 +75,8 @@ class ThinSlicesd(MapTransform, InvertibleTransform):
         spacing: float | None = 1.0,
         factor: int | None = None,
         align: str = "edges",
+        in_plane: int | None = None,
+        in_plane_spacing: float | None = None,
         method: str | None = None,
         device: str = _DEFAULTS.device,
         precision: str = _DEFAULTS.precision,
@@ -92,6 +95,8 @@ class ThinSlicesd(MapTransform, InvertibleTransform):
             spacing=spacing,
             factor=factor,
             align=align,
+            in_plane=in_plane,
+            in_plane_spacing=in_plane_spacing,
             method=method,
             device=device,
             precision=precision,

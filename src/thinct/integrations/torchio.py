@@ -9,7 +9,8 @@ The transform follows TorchIO's conventions: ``include``/``exclude`` choose imag
 is recorded in the subject's history with arguments that replay it, and it is invertible. The
 inverse returns each image to the thick grid it came from (intensities averaged over each
 slab, labels by majority), which brings a segmentation predicted on thin slices back to the
-original scan. For that, the history records each image's thick grid.
+original scan (pixels refined in-plane are averaged back as well). For that, the history
+records each image's thick grid.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from thinct.errors import GeometryError, ThinctWarning, UsageError
 from thinct.geometry import ALIGNMENTS, Grid, check_target_options, grid_difference, thin_grid
 from thinct.inference.options import InferenceOptions
 from thinct.io import hounsfield_warning
-from thinct.resample.interpolation import METHODS, interpolate
+from thinct.pipeline import upsample_volume
+from thinct.resample.interpolation import METHODS
 from thinct.resample.thicken import thicken
 from thinct.volume import Volume
 
@@ -51,6 +53,10 @@ class ThinSlices(tio.SpatialTransform):
         factor: Thin slices per thick slice, instead of ``spacing``.
         align: ``edges`` covers the whole extent of the thick slabs, ``centers`` runs from the
             first thick slice centre to the last.
+        in_plane: Also refine the pixels this many times along each in-plane axis, over the
+            same field of view (1 to 8; after a regression model, by B-spline; labels by nearest
+            neighbour). With it, ``factor=1`` keeps the slices.
+        in_plane_spacing: Refine the pixels to this in-plane spacing in mm instead.
         method: An interpolation (``nearest``, ``linear``, ``bspline``, ``lanczos``) instead of
             a model.
         device, precision, tile, tile_overlap, z_overlap, batch_size: The sliding-window
@@ -69,6 +75,8 @@ class ThinSlices(tio.SpatialTransform):
         spacing: float | None = 1.0,
         factor: int | None = None,
         align: str = "edges",
+        in_plane: int | None = None,
+        in_plane_spacing: float | None = None,
         method: str | None = None,
         device: str = _DEFAULTS.device,
         precision: str = _DEFAULTS.precision,
@@ -84,6 +92,7 @@ class ThinSlices(tio.SpatialTransform):
         self.spacing = None if factor is not None else spacing
         self.factor = factor
         self.align = align
+        self.in_plane, self.in_plane_spacing = in_plane, in_plane_spacing
         self.method = method
         self.device, self.precision = device, precision
         self.tile, self.tile_overlap = tile, tile_overlap
@@ -92,8 +101,9 @@ class ThinSlices(tio.SpatialTransform):
         self._per_thread = threading.local()
         self.invert_transform = False
         self.args_names = [
-            "model", "spacing", "factor", "align", "method", "device", "precision", "tile",
-            "tile_overlap", "z_overlap", "batch_size", "source_grids",
+            "model", "spacing", "factor", "align", "in_plane", "in_plane_spacing", "method",
+            "device", "precision", "tile", "tile_overlap", "z_overlap", "batch_size",
+            "source_grids",
         ]  # fmt: skip
         self._check_arguments()
         self._loaded: nn.Module | None = None
@@ -101,7 +111,7 @@ class ThinSlices(tio.SpatialTransform):
     def _check_arguments(self) -> None:
         """Refuse what can never work when the transform is built, not deep inside a
         DataLoader worker on the first subject."""
-        check_target_options(self.spacing, self.factor)
+        check_target_options(self.spacing, self.factor, self.in_plane, self.in_plane_spacing)
         if self.align not in ALIGNMENTS:
             raise UsageError(f"align must be one of {', '.join(ALIGNMENTS)}, got {self.align!r}")
         if self.method is not None:
@@ -180,11 +190,7 @@ class ThinSlices(tio.SpatialTransform):
         for channel in image.data:
             thick = nib_to_sitk(channel[None], image.affine, force_3d=True)
             grid = Grid.of(thick)
-            try:
-                thin = thin_grid(grid, spacing=self.spacing, factor=self.factor, align=self.align)
-            except GeometryError as error:
-                raise GeometryError(f"image {name!r}: {error}") from None
-            channels.append(self._thin_channel(Volume(thick), thin, labels, name))
+            channels.append(self._thin_channel(Volume(thick), labels, name))
         data = np.concatenate([sitk_to_nib(c)[0] for c in channels])
         if labels:
             data = data.astype(image.data.numpy().dtype)
@@ -192,17 +198,28 @@ class ThinSlices(tio.SpatialTransform):
         image.affine = sitk_to_nib(channels[0])[1]
         return grid.to_record()
 
-    def _thin_channel(self, volume: Volume, thin: Any, labels: bool, name: str) -> sitk.Image:
-        if labels:
-            return interpolate(volume, thin, method="nearest").image
-        message = hounsfield_warning(volume.image)
-        if message:
-            warnings.warn(f"image {name!r}: {message}", ThinctWarning, stacklevel=4)
-        if self.method is not None:
-            return interpolate(volume, thin, method=self.method).image
-        from thinct.inference.engine import upsample_with_model
-
-        return upsample_with_model(volume, thin, self._network(), self.options).image
+    def _thin_channel(self, volume: Volume, labels: bool, name: str) -> sitk.Image:
+        """One channel through `thinct.upsample_volume`: labels by nearest neighbour, images
+        by the method or the model."""
+        if not labels:
+            message = hounsfield_warning(volume.image)
+            if message:
+                warnings.warn(f"image {name!r}: {message}", ThinctWarning, stacklevel=4)
+        method = "nearest" if labels else self.method
+        try:
+            return upsample_volume(
+                volume,
+                method=method or "bspline",
+                spacing=self.spacing,
+                factor=self.factor,
+                align=self.align,
+                model=None if method is not None else self._network(),
+                options=self.options,
+                in_plane=self.in_plane,
+                in_plane_spacing=self.in_plane_spacing,
+            ).image
+        except GeometryError as error:
+            raise GeometryError(f"image {name!r}: {error}") from None
 
     def _restore_thick(self, name: str, image: tio.Image) -> None:
         grid = self._thick_grid_of(name, image)
@@ -224,8 +241,10 @@ class ThinSlices(tio.SpatialTransform):
             return grids[name]
         here = Grid.of(nib_to_sitk(image.data[:1], image.affine, force_3d=True))
         for grid in grids.values():
-            thin = thin_grid(grid, spacing=self.spacing, factor=self.factor, align=self.align)
-            if grid_difference(thin.grid, here) is None:
+            thin = thin_grid(
+                grid, self.spacing, self.factor, self.align, self.in_plane, self.in_plane_spacing
+            )
+            if grid_difference(thin.output, here) is None:
                 return grid
         raise UsageError(
             f"image {name!r} was not made thin by this ThinSlices and does not share the thin "

@@ -1,4 +1,5 @@
-"""Thin-slice models: CTHNet and TVSRN behind one registry, model folders, official weights.
+"""Thin-slice models: CTHNet, TVSRN, ThickGridNet and the diffusion model DSDM behind one
+registry, model folders, official weights.
 
 ``load_model(spec)`` is the one way in: ``None`` for the default model, a registry name, a
 model folder, an ``hf://owner/repo[@revision]`` Hub model, or an official checkpoint file
@@ -12,8 +13,15 @@ from pathlib import Path
 from torch import nn
 
 from thinct.errors import InputError, UsageError
-from thinct.models.config import CTHNetConfig, ModelConfig, TVSRNConfig, config_from_dict
+from thinct.models.config import (
+    CTHNetConfig,
+    DSDMConfig,
+    ModelConfig,
+    TVSRNConfig,
+    config_from_dict,
+)
 from thinct.models.cthnet import CTHNet
+from thinct.models.dsdm import DSDMDenoiser
 from thinct.models.official import load_official_checkpoint
 from thinct.models.registry import (
     DEFAULT_MODEL,
@@ -94,6 +102,8 @@ __all__ = [
     "DEFAULT_MODEL",
     "CTHNet",
     "CTHNetConfig",
+    "DSDMConfig",
+    "DSDMDenoiser",
     "ModelConfig",
     "RegistryEntry",
     "TVSRN",

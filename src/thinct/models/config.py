@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from thinct.errors import UsageError
+from thinct.inference.options import SAMPLERS
+from thinct.resample.interpolation import METHODS
 from thinct.validation import at_least, check_fields, is_whole, positive, unknown_keys
 
 LAYOUTS = ("clean", "official")
@@ -20,7 +22,9 @@ CONFIG_FORMAT = 1
 @dataclass(frozen=True)
 class ModelConfig:
     """What every thin-slice model shares: it maps ``slices`` thick slices to
-    ``(slices - 1) * ratio + 1`` thin slots, thick slice z sitting at slot ``ratio * z``.
+    ``(slices - 1) * ratio + 1`` thin slots, thick slice z sitting at slot ``ratio * z``
+    (a diffusion model, `DSDMConfig`, denoises planes of any size instead: for it these are
+    the shape of its training crops).
 
     ``interpolation_residual`` (not in the papers) makes the network predict a correction to
     the thick slices' linear interpolation; its head starts at zero, so an untrained model is
@@ -28,6 +32,9 @@ class ModelConfig:
     """
 
     architecture: ClassVar[str] = ""
+    # A diffusion model (`DSDMConfig`) runs as 2D planes through `thinct.inference.planes`;
+    # the others run as windows of thick slices through the sliding-window engine.
+    diffusion: ClassVar[bool] = False
 
     slices: int = positive(8)
     ratio: int = positive(5)
@@ -198,8 +205,88 @@ class ThickGridConfig(ModelConfig):
         return 1
 
 
+@dataclass(frozen=True)
+class DSDMConfig(ModelConfig):
+    """The dual-stream structure-preserving diffusion model (Chu et al., MICCAI 2023): a 2D
+    denoiser of planes and its noise schedule. The defaults are the size of the public code
+    (two RED-CNN streams, 4.4 M parameters); see `thinct.models.dsdm` and docs/dsdm.md.
+
+    Each stream is ``len(widths)`` valid ``kernel_size`` convolutions of those widths and as
+    many transposed ones back, so a plane comes out the size it went in. The image stream
+    ends in ``fusion_channels`` features for the fusion module; the noise level is embedded
+    in ``embedding_dim`` channels. The cost per output pixel and denoiser call is about
+    ``kernel_size**2`` times the sum of in x out channels over the image stream's layers
+    (2.0 M multiply-adds for ``dsdm``, 12 k for ``dsdm-small``): the square of the width.
+
+    Noise: ``train_steps`` levels from betas rising linearly from ``beta_start`` to
+    ``beta_end`` (SR3's training schedule); sampling takes ``sampling_steps`` of them with
+    ``sampler`` (one of `thinct.inference.options.SAMPLERS`) unless the run says otherwise.
+    The low-resolution condition is the thick scan interpolated onto the target grid by
+    ``condition_method`` (one of `thinct.resample.interpolation.METHODS`), at inference and
+    in training alike. ``ratio`` is the slice spacing ratio it was trained for and ``slices``
+    the thick slices of a training crop (its planes are ``out_slots`` rows tall); inference
+    takes planes of any size.
+    """
+
+    architecture: ClassVar[str] = "dsdm"
+    diffusion: ClassVar[bool] = True
+
+    widths: tuple[int, ...] = positive((32, 64, 128, 128, 128))
+    kernel_size: int = positive(5)
+    fusion_channels: int = positive(8)
+    embedding_dim: int = positive(64)
+    train_steps: int = positive(2000)
+    beta_start: float = positive(1e-6)
+    beta_end: float = positive(1e-2)
+    sampling_steps: int = positive(100)
+    sampler: str = "ancestral"
+    condition_method: str = "bspline"
+
+    @property
+    def tile_multiple(self) -> int:
+        return 1
+
+    @property
+    def window_grid(self) -> int:
+        return 1
+
+    @property
+    def smallest_plane(self) -> int:
+        """The fewest rows and columns the valid convolutions need; smaller planes are
+        padded (by replication) inside the network and cropped back."""
+        return len(self.widths) * (self.kernel_size - 1) + 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.interpolation_residual:
+            raise UsageError("dsdm predicts noise: interpolation_residual does not apply")
+        if self.embedding_dim % 2:
+            raise UsageError("embedding_dim must be even (sine and cosine pairs)")
+        if not self.beta_start < self.beta_end < 1:
+            raise UsageError(
+                f"the noise schedule needs beta_start < beta_end < 1, got {self.beta_start:g} "
+                f"and {self.beta_end:g}"
+            )
+        if self.sampling_steps > self.train_steps:
+            raise UsageError(
+                f"sampling_steps ({self.sampling_steps}) cannot exceed train_steps "
+                f"({self.train_steps})"
+            )
+        if self.sampler not in SAMPLERS:
+            raise UsageError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.condition_method not in METHODS:
+            raise UsageError(
+                f"condition_method must be one of {', '.join(METHODS)}, got "
+                f"{self.condition_method!r}"
+            )
+
+    def check_input(self, shape: Sequence[int]) -> None:
+        if len(shape) != 4 or shape[1] != 1:
+            raise UsageError(f"dsdm takes planes of shape (batch, 1, H, W), got {tuple(shape)}")
+
+
 CONFIG_CLASSES: dict[str, type[ModelConfig]] = {
-    cls.architecture: cls for cls in (CTHNetConfig, TVSRNConfig, ThickGridConfig)
+    cls.architecture: cls for cls in (CTHNetConfig, TVSRNConfig, ThickGridConfig, DSDMConfig)
 }
 
 
@@ -230,6 +317,7 @@ def config_from_dict(values: dict[str, Any]) -> ModelConfig:
 
 __all__ = [
     "CTHNetConfig",
+    "DSDMConfig",
     "ModelConfig",
     "SwinDecoderConfig",
     "TVSRNConfig",

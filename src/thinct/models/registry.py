@@ -17,11 +17,13 @@ from thinct.errors import UsageError
 from thinct.models.config import (
     CONFIG_CLASSES,
     CTHNetConfig,
+    DSDMConfig,
     ModelConfig,
     ThickGridConfig,
     TVSRNConfig,
 )
 from thinct.models.cthnet import CTHNet
+from thinct.models.dsdm import DSDMDenoiser
 from thinct.models.thickgrid import ThickGridNet
 from thinct.models.tvsrn import TVSRN
 
@@ -29,6 +31,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "cthnet": CTHNet,
     "tvsrn": TVSRN,
     "thickgrid": ThickGridNet,
+    "dsdm": DSDMDenoiser,
 }
 
 
@@ -121,6 +124,22 @@ register_model(
         "ThickGridNet, thinct's CPU-efficient network: a (2+1)D residual convolution network on "
         "the thick grid, 8 x 5 mm slices to 36 x 1 mm slots, a correction to linear "
         "interpolation, 0.1 M parameters",
+    )
+)
+register_model(
+    RegistryEntry(
+        "dsdm",
+        DSDMConfig(),
+        "DSDM as in the public code of Chu et al. (MICCAI 2023): a dual-stream diffusion "
+        "denoiser of 2D planes (two RED-CNN streams, 5 x 5 kernels), 4.4 M parameters",
+    )
+)
+register_model(
+    RegistryEntry(
+        "dsdm-small",
+        DSDMConfig(widths=(16, 16, 16), kernel_size=3, fusion_channels=8, embedding_dim=32),
+        "A small DSDM for CPUs: the same dual-stream diffusion denoiser with 16-channel "
+        "streams of three 3 x 3 layers, 0.03 M parameters",
     )
 )
 

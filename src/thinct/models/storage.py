@@ -60,11 +60,14 @@ def _card_text(
     extra = "\n".join(
         f"- **{key}**: {value}" for key, value in details.items() if key not in ("license", "title")
     )
+    if config.diffusion:
+        does = f"a diffusion denoiser of 2D planes, for {config.ratio} thin slices per thick one"
+    else:
+        does = f"{config.slices} thick slices in, {config.ratio} thin slices per thick slice out"
     return (
         f"---\n{data.to_yaml()}\n---\n\n"
         f"# {details.get('title', config.architecture)}\n\n"
-        f"A {config.architecture} model for thinct: {config.slices} thick slices in, "
-        f"{config.ratio} thin slices per thick slice out ({parameters:,} parameters).\n\n"
+        f"A {config.architecture} model for thinct: {does} ({parameters:,} parameters).\n\n"
         "Research use only: synthetic thin slices are not a medical device and must not be "
         "used for diagnosis.\n\n"
         + (f"## Details\n\n{extra}\n\n" if extra else "")

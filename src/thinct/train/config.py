@@ -23,7 +23,7 @@ from thinct.resample.profiles import PROFILES
 from thinct.validation import at_least, build, fraction, positive
 
 AXES = ("x", "y", "z")
-LOSSES = ("l1", "l1+ssim", "l1+gradient")
+LOSSES = ("l1", "l1+ssim", "l1+gradient", "l1+structure")
 SCHEDULES = ("cosine", "plateau")
 AMP_MODES = ("off", *AUTOCAST_PRECISIONS)
 
@@ -131,6 +131,21 @@ class LossSection:
 
 
 @dataclass(frozen=True)
+class DiffusionSection:
+    """How a diffusion model (DSDM) trains; ignored by the other models. ``planes``: planes
+    through the slice axis taken from each crop; ``l1_weight`` and ``structure_weight``: the
+    objective's image-domain L1 and structure-domain terms (`thinct.train.diffusion`);
+    ``ema``: the decay of the weights' moving average that validation scores and ``best/``
+    keeps; ``validation_steps``: deterministic (DDIM) sampling steps at validation."""
+
+    planes: int = positive(8)
+    l1_weight: float = at_least(0, 1.0)
+    structure_weight: float = at_least(0, 0.1)
+    ema: float = fraction(0.999)
+    validation_steps: int = positive(10)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     output: str
     data: DataSection
@@ -138,6 +153,7 @@ class TrainConfig:
     crop: CropSection = CropSection()
     optim: OptimSection = OptimSection()
     loss: LossSection = LossSection()
+    diffusion: DiffusionSection = DiffusionSection()
     seed: int = at_least(0, 0)
     workers: int = at_least(0, 1)
     amp: str = "off"

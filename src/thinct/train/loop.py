@@ -43,8 +43,9 @@ from thinct.evaluate import metrics
 from thinct.inference.engine import precision_context, resolve_device, upsample_with_model
 from thinct.inference.options import InferenceOptions
 from thinct.io.atomic import replacing, write_text
-from thinct.models import create_model, save_model
+from thinct.models import create_model, registry_entry, save_model
 from thinct.train.config import TrainConfig, config_to_dict
+from thinct.train.diffusion import DiffusionObjective, WeightAverage
 from thinct.train.losses import training_loss
 from thinct.train.sources import training_pairs, validation_cases
 
@@ -119,11 +120,11 @@ def _schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def validate(model: nn.Module, cases: list[Case], device: str) -> dict[str, float]:
-    """Mean PSNR and SSIM of whole held-out scans through the sliding-window engine."""
+def validate(model: nn.Module, cases: list[Case], options: InferenceOptions) -> dict[str, float]:
+    """Mean PSNR and SSIM of whole held-out scans through the engine `thinct upsample` runs."""
     scores = {"psnr": [], "ssim": []}
     for case in cases:
-        output = upsample_with_model(case.thick, case.grid, model, InferenceOptions(device=device))
+        output = upsample_with_model(case.thick, case.grid, model, options)
         predicted, reference = case.slices_first(output), case.reference_array()
         scores["psnr"].append(metrics.psnr(predicted, reference))
         scores["ssim"].append(metrics.ssim(predicted, reference))
@@ -237,6 +238,16 @@ def train(
     )
     schedule = _schedule(optimizer, config)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+    diffusion = model_config.diffusion
+    # A diffusion model's average weights are what is validated and kept (the model itself
+    # for the others).
+    average = WeightAverage(model, config.diffusion.ema) if diffusion else None
+    kept = average.model if average is not None else model
+    validation_options = InferenceOptions(device=device.type)
+    if diffusion:
+        validation_options = InferenceOptions(
+            device=device.type, steps=config.diffusion.validation_steps, sampler="ddim", seed=0
+        )
     start, best = 0, {"step": -1, "psnr": -math.inf, "ssim": math.nan}
     if resume:
         state = torch.load(folder / CHECKPOINT_FILE, map_location=device, weights_only=True)
@@ -246,7 +257,12 @@ def train(
         schedule.load_state_dict(state["schedule"])
         scaler.load_state_dict(state["scaler"])
         start, best = int(state["step"]), dict(state["best"])
+        if average is not None:
+            average.model.load_state_dict(state["average"])
         say(f"resuming {folder} at step {start}")
+    objective = None
+    if diffusion:
+        objective = DiffusionObjective(model_config, config.diffusion, config.seed, start)
 
     crop = config.crop
     failure: Exception | None = None
@@ -309,14 +325,20 @@ def train(
         for step in range(start + 1, config.optim.steps + 1):
             thick, thin = (t.to(device, non_blocking=True) for t in next(crops))
             with autocast:
-                output = network(thick)
-            loss = training_loss(output.float(), thin, config.loss.kind, config.loss.weight)
+                if objective is not None:
+                    loss = objective(network, thick, thin).float()
+                else:
+                    output = network(thick)
+            if objective is None:
+                loss = training_loss(output.float(), thin, config.loss.kind, config.loss.weight)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            if average is not None:
+                average.update(model)
             if not isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 schedule.step()
             value = loss.detach()
@@ -348,7 +370,7 @@ def train(
                     schedule.step(interval_loss / max(1, interval_steps))
                 interval_loss, interval_steps = 0.0, 0
                 if ranks.main and cases:
-                    scores = validate(model, cases, device.type)
+                    scores = validate(kept, cases, validation_options)
                     network.train()
                     log.writerow(
                         [
@@ -368,7 +390,7 @@ def train(
                     )
                     if improved:
                         best = {"step": step, **scores}
-                        save_model(model, folder / BEST_FOLDER, details=_card_details(config, best))
+                        save_model(kept, folder / BEST_FOLDER, details=_card_details(config, best))
                 if ranks.world > 1:
                     dist.barrier()
             if ranks.main and (step % config.checkpoint_every == 0 or last):
@@ -381,6 +403,7 @@ def train(
                         "step": step,
                         "best": best,
                         "config": config_to_dict(config),
+                        **({"average": average.model.state_dict()} if average else {}),
                     },
                     folder / CHECKPOINT_FILE,
                 )
@@ -390,7 +413,7 @@ def train(
     if not cases and ranks.main:
         # Nothing to pick the best by: the last weights are the result.
         best = {"step": config.optim.steps, "psnr": math.nan, "ssim": math.nan}
-        save_model(model, folder / BEST_FOLDER, details=_card_details(config, best))
+        save_model(kept, folder / BEST_FOLDER, details=_card_details(config, best))
     if ranks.world > 1:  # every process returns rank 0's result (and waits for its writes)
         shared = [best]
         dist.broadcast_object_list(shared, src=0)
@@ -411,7 +434,7 @@ def _card_details(config: TrainConfig, best: dict[str, float]) -> dict[str, Any]
         "training": (
             f"`thinct train`, step {best['step']} of {config.optim.steps}, batch "
             f"{config.optim.batch_size} of {config.crop.tile}x{config.crop.tile} crops, AdamW lr "
-            f"{config.optim.lr:g}, {config.optim.schedule} schedule, {config.loss.kind} loss"
+            f"{config.optim.lr:g}, {config.optim.schedule} schedule, {_objective(config)}"
         ),
         "training data": ", ".join(s.path for s in config.data.train),
         "validation": (
@@ -419,3 +442,14 @@ def _card_details(config: TrainConfig, best: dict[str, float]) -> dict[str, Any]
             + (", ".join(s.path for s in config.data.validation) or "nothing")
         ),
     }
+
+
+def _objective(config: TrainConfig) -> str:
+    """What the run minimised, for the model card."""
+    if not registry_entry(config.model.name).config.diffusion:
+        return f"{config.loss.kind} loss"
+    weights = config.diffusion
+    return (
+        f"diffusion objective (L1 weight {weights.l1_weight:g}, structure weight "
+        f"{weights.structure_weight:g}, {weights.planes} planes per crop, EMA {weights.ema:g})"
+    )
