@@ -179,7 +179,20 @@ class TVSRNConfig(SwinDecoderConfig):
 
 
 @dataclass(frozen=True)
-class ThickGridConfig(ModelConfig):
+class ConvolutionConfig(ModelConfig):
+    """A network of convolutions only: any in-plane size, no windows to align tiles with."""
+
+    @property
+    def tile_multiple(self) -> int:
+        return 1
+
+    @property
+    def window_grid(self) -> int:
+        return 1
+
+
+@dataclass(frozen=True)
+class ThickGridConfig(ConvolutionConfig):
     """ThickGridNet (thinct's own, not from a paper): a (2+1)D residual convolution network
     that works on the thick slices' grid and unfolds ``ratio`` output channels per thick slice
     into thin slots, a correction to linear interpolation.
@@ -196,17 +209,9 @@ class ThickGridConfig(ModelConfig):
     channels: int = positive(32)
     blocks: int = positive(8)
 
-    @property
-    def tile_multiple(self) -> int:
-        return 1
-
-    @property
-    def window_grid(self) -> int:
-        return 1
-
 
 @dataclass(frozen=True)
-class DSDMConfig(ModelConfig):
+class DSDMConfig(ConvolutionConfig):
     """The dual-stream structure-preserving diffusion model (Chu et al., MICCAI 2023): a 2D
     denoiser of planes and its noise schedule. The defaults are the size of the public code
     (two RED-CNN streams, 4.4 M parameters); see `thinct.models.dsdm` and docs/dsdm.md.
@@ -241,14 +246,6 @@ class DSDMConfig(ModelConfig):
     sampling_steps: int = positive(100)
     sampler: str = "ancestral"
     condition_method: str = "bspline"
-
-    @property
-    def tile_multiple(self) -> int:
-        return 1
-
-    @property
-    def window_grid(self) -> int:
-        return 1
 
     @property
     def smallest_plane(self) -> int:
