@@ -3,6 +3,8 @@ NaN where it cannot be defined, and the expected ordering on the real example cr
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -96,3 +98,30 @@ def test_without_torchmetrics_vif_is_nan_and_said_once(monkeypatch, tmp_path, ex
     assert failures == [] and np.isnan(result.vif) and result.psnr > 30
     with pytest.raises(ThinctError, match="torchmetrics is not installed"):
         vif.slice_vif(np.zeros((1, 64, 64)), np.ones((1, 64, 64)))
+
+
+def test_a_torchmetrics_that_cannot_be_imported_gives_nan_and_one_warning(tmp_path):
+    """nnU-Net's dependencies bring a torchvision built for another torch, and importing
+    torchmetrics then fails: VIF becomes NaN with one warning, the evaluation goes on."""
+    broken = tmp_path / "torchmetrics"
+    broken.mkdir()
+    (broken / "__init__.py").write_text(
+        'raise RuntimeError("operator torchvision::nms does not exist")\n', encoding="utf-8"
+    )
+    script = (
+        "import warnings, numpy as np\n"
+        "from thinct.evaluate import vif\n"
+        "slices = np.full((2, 48, 48), -800.0, np.float32)\n"
+        "slices[:, 20:28, 20:28] = 0.0\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    first, second = vif.slice_vif(slices, slices), vif.slice_vif(slices, slices)\n"
+        "print(np.isnan(first), np.isnan(second), len(caught), caught[0].message)\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=environment
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True True 1 vif is nan: torchmetrics cannot be imported here")
+    assert "torchvision::nms" in done.stdout

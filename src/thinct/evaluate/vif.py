@@ -23,11 +23,15 @@ first call.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from thinct.errors import ThinctError
+from thinct.errors import ThinctError, ThinctWarning
 from thinct.evaluate import metrics
 
 MIN_PIXELS = 41  # torchmetrics' smallest image for its four scales
@@ -39,6 +43,24 @@ def missing_dependency() -> str | None:
     if importlib.util.find_spec("torchmetrics") is None:
         return "torchmetrics is not installed, so vif is nan (pip install torchmetrics)"
     return None
+
+
+@functools.cache
+def _implementation() -> Callable[..., Any] | None:
+    """torchmetrics' VIF, or None (and one warning) where torchmetrics is installed but cannot
+    be imported: a torchvision built for another torch (nnU-Net's dependencies bring one)
+    breaks its import, and one missing column should not stop an evaluation."""
+    try:
+        from torchmetrics.functional.image import visual_information_fidelity
+    except Exception as error:  # noqa: BLE001 - any import failure means the same here
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        warnings.warn(
+            f"vif is nan: torchmetrics cannot be imported here ({reason})",
+            ThinctWarning,
+            stacklevel=2,
+        )
+        return None
+    return visual_information_fidelity
 
 
 def slice_vif(output_slices: np.ndarray, reference_slices: np.ndarray) -> float:
@@ -56,8 +78,10 @@ def slice_vif(output_slices: np.ndarray, reference_slices: np.ndarray) -> float:
     reason = missing_dependency()
     if reason is not None:
         raise ThinctError(reason)
+    visual_information_fidelity = _implementation()
+    if visual_information_fidelity is None:
+        return float("nan")
     import torch
-    from torchmetrics.functional.image import visual_information_fidelity
 
     def grey(hu: np.ndarray) -> np.ndarray:
         unit = metrics.window_unit(hu, *metrics.LUNG_WINDOW).astype(np.float32)
