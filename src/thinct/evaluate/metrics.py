@@ -210,12 +210,25 @@ def vesselness(hu_slices: np.ndarray, pixel_mm: float = 1.0) -> np.ndarray:
     return result
 
 
-def vessel_difference(output_vesselness: np.ndarray, reference_vesselness: np.ndarray) -> float:
-    """``sum |V_output - V_reference| / sum V_reference`` (NaN if the reference has none)."""
+def _check_maps(output_vesselness: np.ndarray, reference_vesselness: np.ndarray) -> None:
     if output_vesselness.shape != reference_vesselness.shape:
         raise GeometryError(
             f"vesselness maps {output_vesselness.shape} and {reference_vesselness.shape} differ"
         )
+
+
+def _slice_vesselness(
+    output: np.ndarray, reference: np.ndarray, pixel_mm: float, exclude: int, most: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The vesselness of ``output`` and ``reference`` on their `frangi_slices`."""
+    trimmed(output, reference, exclude)
+    chosen = frangi_slices(output.shape[0], exclude, most)
+    return vesselness(output[chosen], pixel_mm), vesselness(reference[chosen], pixel_mm)
+
+
+def vessel_difference(output_vesselness: np.ndarray, reference_vesselness: np.ndarray) -> float:
+    """``sum |V_output - V_reference| / sum V_reference`` (NaN if the reference has none)."""
+    _check_maps(output_vesselness, reference_vesselness)
     signal = float(np.sum(reference_vesselness, dtype=np.float64))
     if signal == 0:
         return float("nan")
@@ -234,20 +247,13 @@ def frangi_score(
 ) -> float:
     """Structure fidelity: the relative difference of the Frangi vesselness of ``output`` and
     ``reference`` on `frangi_slices` (0 is perfect, lower is better)."""
-    trimmed(output, reference, exclude)
-    chosen = frangi_slices(output.shape[0], exclude, most)
-    return vessel_difference(
-        vesselness(output[chosen], pixel_mm), vesselness(reference[chosen], pixel_mm)
-    )
+    return vessel_difference(*_slice_vesselness(output, reference, pixel_mm, exclude, most))
 
 
 def structure_mse(output_vesselness: np.ndarray, reference_vesselness: np.ndarray) -> float:
     """``SMSE_SCALE * mean (V_output - V_reference)^2`` over every pixel of two vesselness
     maps of [0, 1] (the paper's SMSE, on a readable scale)."""
-    if output_vesselness.shape != reference_vesselness.shape:
-        raise GeometryError(
-            f"vesselness maps {output_vesselness.shape} and {reference_vesselness.shape} differ"
-        )
+    _check_maps(output_vesselness, reference_vesselness)
     difference = output_vesselness.astype(np.float64) - reference_vesselness.astype(np.float64)
     return float(SMSE_SCALE * np.mean(difference**2))
 
@@ -261,11 +267,7 @@ def smse(
 ) -> float:
     """Structure MSE: the mean squared difference of the Frangi vesselness of ``output`` and
     ``reference`` on `frangi_slices`, times `SMSE_SCALE` (0 is perfect, lower is better)."""
-    trimmed(output, reference, exclude)
-    chosen = frangi_slices(output.shape[0], exclude, most)
-    return structure_mse(
-        vesselness(output[chosen], pixel_mm), vesselness(reference[chosen], pixel_mm)
-    )
+    return structure_mse(*_slice_vesselness(output, reference, pixel_mm, exclude, most))
 
 
 def lung_mask(reference: np.ndarray) -> np.ndarray:

@@ -9,10 +9,9 @@ about as far as the operator's kernels carry weight, and a per-pixel network of 
 convolutions turns those 40 filtered images into the map: 4,273 parameters.
 
 The weights ship in the package (``surrogate.safetensors``, read with safetensors only, its
-sha256 checked). Recipe, from the repository root with ../shared beside it (1 thread)::
-
-    python tools/train_structure_surrogate.py ../shared/data/ct --steps 4000 --seed 0 \
-        --output src/thinct/structure/surrogate.safetensors
+sha256 checked). They are made by ``tools/train_structure_surrogate.py`` of the repository
+from a folder of thin CT scans (the project's shared collection); docs/structure.md gives the
+exact command.
 
 The shipped weights: 4,000 steps (2,000 of squared error, then L1), 675 s on one thread of a
 busy 2-core machine. Their maps against the operator's (`fidelity`: correlation, L1 relative to
