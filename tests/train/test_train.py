@@ -388,6 +388,29 @@ def test_resume_trains_longer_and_continues_the_optimiser(tmp_path):
     assert all(torch.equal(best[k], state["model"][k]) for k in best)
 
 
+def test_a_run_saved_before_a_config_section_existed_resumes(tmp_path):
+    """A checkpoint written before the diffusion section existed trained with its defaults, so
+    it resumes; a saved value that differs from today's default still refuses."""
+    no_validation = {"data": {"validation": []}, "checkpoint_every": 1}
+    first = tiny_config(tmp_path, tmp_path / "run", optim={"steps": 1}, **no_validation)
+    train(first)
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = checkpoint(tmp_path / "run")
+    del state["config"]["diffusion"]
+    torch.save(state, path)
+    longer = tiny_config(tmp_path, tmp_path / "run", optim={"steps": 2}, **no_validation)
+    assert train(longer, resume=True).steps == 2
+    state = checkpoint(tmp_path / "run")
+    del state["config"]["diffusion"]
+    state["config"]["crop"]["flip"] = 0.25
+    torch.save(state, path)
+    with pytest.raises(UsageError, match="different crop.flip"):
+        train(
+            tiny_config(tmp_path, tmp_path / "run", optim={"steps": 3}, **no_validation),
+            resume=True,
+        )
+
+
 class Interrupt(KeyboardInterrupt):
     pass
 

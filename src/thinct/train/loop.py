@@ -48,6 +48,7 @@ from thinct.train.config import TrainConfig, config_to_dict
 from thinct.train.diffusion import DiffusionObjective, WeightAverage
 from thinct.train.losses import training_loss
 from thinct.train.sources import training_pairs, validation_cases
+from thinct.validation import build
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FOLDER = "best"
@@ -163,8 +164,9 @@ def _differences(before: Any, now: Any, where: str = "") -> Iterator[str]:
 def _check_resumable(folder: Path, state: dict[str, Any], config: TrainConfig) -> None:
     """A run continues with the config that started it; only ``optim.steps`` may change (to
     train longer: the schedule is then recomputed for the new length) and ``output`` (a
-    moved run folder)."""
-    saved, now = dict(state["config"]), config_to_dict(config)
+    moved run folder). The saved config is read through today's defaults, so a run started
+    before a section existed (it trained with that section's defaults) still resumes."""
+    saved, now = config_to_dict(build(TrainConfig, state["config"])), config_to_dict(config)
     for values in (saved, now):
         values.pop("output", None)
         values["optim"] = {k: v for k, v in values.get("optim", {}).items() if k != "steps"}
