@@ -26,7 +26,8 @@ from thinct.errors import (
 )
 from thinct.geometry import Grid, ThinGrid, asks_in_plane, slice_axis, thin_grid
 from thinct.inference.options import CancelCallback, InferenceOptions
-from thinct.io import hounsfield_warning, output_request, read_volume, write_volume
+from thinct.io import dicom, hounsfield_warning, output_request, read_volume, write_volume
+from thinct.io.formats import Format, output_format
 from thinct.resample.consistency import check_consistency, enforce_consistency
 from thinct.resample.interpolation import ProgressCallback, interpolate, refine_in_plane
 from thinct.resample.simulate import simulate_thick
@@ -257,6 +258,17 @@ def upsample_volume(
     return refine_in_plane(result, thin.refined, thin.axis, method, pixels, cancel)
 
 
+def check_patient_target(target: Path, patient_id: str | None, patient_name: str | None) -> None:
+    """A patient ID or name is only written into DICOM: refuse one for another format rather
+    than drop it silently."""
+    if patient_id is None and patient_name is None:
+        return
+    dicom.check_patient(patient_id, patient_name)
+    if output_format(target) is not Format.DICOM:
+        given = Argument("patient_id") if patient_id is not None else Argument("patient_name")
+        raise UsageError(given, f" names the patient of a DICOM output; {target} is not DICOM")
+
+
 def _read_checked(source: Path, series_uid: str | None) -> Volume:
     volume = read_volume(source, series_uid=series_uid)
     message = hounsfield_warning(volume.image)
@@ -273,12 +285,14 @@ def _run(
     overwrite: bool,
     dtype: str,
     series_uid: str | None,
+    patient: tuple[str | None, str | None] = (None, None),
 ) -> None:
     check_output_path(source, target)
     if target.exists() and not overwrite:
         raise UsageError(f"{target} exists; use ", Argument("overwrite", True), " to replace it")
     check_target(target, dtype)
-    volume = _read_checked(source, series_uid)
+    check_patient_target(target, *patient)
+    volume = dicom.with_patient(_read_checked(source, series_uid), *patient)
     try:
         result = process(volume)
     except ThinctError as error:
@@ -307,12 +321,15 @@ def upsample_file(
     in_plane_spacing: float | None = None,
     slab: tuple[int, int] | None = None,
     notice: Callable[[str], None] | None = None,
+    patient_id: str | None = None,
+    patient_name: str | None = None,
 ) -> None:
     """Read a thick scan, make its thin-slice version and write it.
 
     ``model_name`` names the model in the output's description (the DICOM series and
     derivation descriptions) so that a reader can tell which method made the slices, and
-    which interpolation refined the pixels.
+    which interpolation refined the pixels. ``patient_id`` and ``patient_name`` file a DICOM
+    output of a non-DICOM scan under that patient (`thinct.io.dicom.with_patient`).
     """
 
     def process(volume: Volume) -> Volume:
@@ -341,7 +358,8 @@ def upsample_file(
         pixels = f"x{in_plane}" if in_plane_spacing is None else f"{in_plane_spacing:g} mm"
         by = "the model" if model is not None and model.config.diffusion else None
         description += f", in-plane {pixels} by {by or in_plane_method(method, model)}"
-    _run(source, target, process, description, overwrite, dtype, series_uid)
+    patient = (patient_id, patient_name)
+    _run(source, target, process, description, overwrite, dtype, series_uid, patient)
 
 
 def simulate_file(
@@ -355,11 +373,15 @@ def simulate_file(
     overwrite: bool = False,
     dtype: str = "int16",
     series_uid: str | None = None,
+    patient_id: str | None = None,
+    patient_name: str | None = None,
 ) -> None:
-    """Read a thin scan, simulate its thick-slice reconstruction and write it."""
+    """Read a thin scan, simulate its thick-slice reconstruction and write it (the patient
+    as in `upsample_file`)."""
 
     def process(volume: Volume) -> Volume:
         return simulate_thick(volume, thickness, increment, profile, fwhm)
 
     description = f"SIMULATED {thickness:g} mm {profile} slices, thinct {__version__}"
-    _run(source, target, process, description, overwrite, dtype, series_uid)
+    patient = (patient_id, patient_name)
+    _run(source, target, process, description, overwrite, dtype, series_uid, patient)

@@ -233,7 +233,8 @@ def test_written_tags(tmp_path):
         np.testing.assert_allclose([float(v) for v in s.PixelSpacing], [0.8, 0.7])
         assert "SYNTHETIC" in s.DerivationDescription
         assert "thinct" in s.DerivationDescription
-        assert list(s.ImageType) == ["DERIVED", "SECONDARY"]
+        assert list(s.ImageType) == ["DERIVED", "SECONDARY", "AXIAL"]
+        assert s.RescaleType == "HU"
     positions = np.array([s.ImagePositionPatient for s in written], dtype=float)
     np.testing.assert_allclose(positions, slice_centres(Grid.of(volume.image), 2), atol=1e-4)
     assert [int(s.InstanceNumber) for s in written] == list(range(1, 7))

@@ -67,6 +67,26 @@ Series = Annotated[
         "--series", metavar="UID", help="Series Instance UID in a multi-series DICOM folder."
     ),
 ]
+PatientID = Annotated[
+    str | None,
+    typer.Option(
+        "--patient-id",
+        metavar="ID",
+        help="Patient ID of a DICOM output made from a non-DICOM scan (default: an anonymous "
+        "ID of the new study's own).",
+        show_default=False,
+    ),
+]
+PatientName = Annotated[
+    str | None,
+    typer.Option(
+        "--patient-name",
+        metavar="NAME",
+        help="Patient name (DICOM form FAMILY^GIVEN) of a DICOM output made from a non-DICOM "
+        "scan (default: ANONYMOUS^PATIENT).",
+        show_default=False,
+    ),
+]
 Dtype = Annotated[
     OutputType, typer.Option("--dtype", help="Output voxel type (DICOM output is always int16).")
 ]

@@ -14,6 +14,8 @@ from thinct.cli.options import (
     Inputs,
     OutputType,
     Overwrite,
+    PatientID,
+    PatientName,
     Profile,
     Quiet,
     Series,
@@ -21,6 +23,7 @@ from thinct.cli.options import (
     Workers,
 )
 from thinct.cli.running import Scale, run_command
+from thinct.io.dicom import check_patient
 from thinct.pipeline import simulate_file
 from thinct.resample.simulate import check_slab_options
 
@@ -50,6 +53,8 @@ def simulate(
     ] = None,
     series: Series = None,
     dtype: Dtype = OutputType.int16,
+    patient_id: PatientID = None,
+    patient_name: PatientName = None,
     overwrite: Overwrite = False,
     workers: Workers = 1,
     shard: ShardOption = None,
@@ -68,6 +73,8 @@ def simulate(
         overwrite=overwrite,
         dtype=dtype.value,
         series_uid=series,
+        patient_id=patient_id,
+        patient_name=patient_name,
     )
 
     def work(job: Job, advance: Callable[[float], None]) -> None:
@@ -75,6 +82,7 @@ def simulate(
         advance(1.0)
 
     def check_options() -> None:
+        check_patient(patient_id, patient_name)
         check_slab_options(thickness, increment, profile.value, fwhm)
 
     scale = Scale(workers, shard, lambda: Task(simulate_file, settings))

@@ -30,6 +30,8 @@ from thinct.cli.options import (
     Method,
     OutputType,
     Overwrite,
+    PatientID,
+    PatientName,
     Precision,
     PrecisionOption,
     Quiet,
@@ -47,6 +49,7 @@ from thinct.cli.running import Scale, run_command
 from thinct.errors import Argument, UsageError
 from thinct.geometry import check_target_options
 from thinct.inference.options import InferenceOptions, refuse_diffusion_options
+from thinct.io.dicom import check_patient
 from thinct.pipeline import check_slab, refuse_model_with_kept_slices, upsample_file
 
 _DIFFUSION = "Diffusion models (dsdm): "
@@ -172,6 +175,8 @@ def upsample(
     slab: Slab = None,
     series: Series = None,
     dtype: Dtype = OutputType.int16,
+    patient_id: PatientID = None,
+    patient_name: PatientName = None,
     overwrite: Overwrite = False,
     workers: Workers = 1,
     shard: ShardOption = None,
@@ -198,6 +203,8 @@ def upsample(
         overwrite=overwrite,
         dtype=dtype.value,
         series_uid=series,
+        patient_id=patient_id,
+        patient_name=patient_name,
         options=options,
         slab=None,  # parsed by check_options
     )
@@ -223,6 +230,7 @@ def upsample(
         return Task(upsample_file, keywords, model_spec or DEFAULT_MODEL, device.value)
 
     def check_options() -> None:
+        check_patient(patient_id, patient_name)
         check_target_options(spacing, factor, in_plane, in_plane_spacing)
         settings["slab"] = parse_slab(slab)
         if method is not None:

@@ -15,7 +15,9 @@ they are stacked along (a sagittal stack becomes sagittal images).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +28,11 @@ from thinct.geometry import Grid, check_slice_positions, slice_axis
 from thinct.io.native import first_reason, native_stderr_captured
 from thinct.volume import Volume
 
-# Patient, study and frame-of-reference attributes carried from a DICOM source to its output.
+# Attributes carried from a DICOM source to its output: the character set, patient, study and
+# frame of reference (so the output files beside its source), and what describes the
+# acquisition and its display (the derived images come from the same scanner and kernel).
 COPIED_TAGS = {
+    "0008|0005": "SpecificCharacterSet",
     "0010|0010": "PatientName",
     "0010|0020": "PatientID",
     "0010|0030": "PatientBirthDate",
@@ -41,11 +46,110 @@ COPIED_TAGS = {
     "0008|0090": "ReferringPhysicianName",
     "0008|1030": "StudyDescription",
     "0020|0052": "FrameOfReferenceUID",
+    "0020|1040": "PositionReferenceIndicator",
     "0018|0015": "BodyPartExamined",
     "0018|5100": "PatientPosition",
+    "0020|0060": "Laterality",
+    "0008|0070": "Manufacturer",
+    "0008|1090": "ManufacturerModelName",
+    "0008|0080": "InstitutionName",
+    "0018|0010": "ContrastBolusAgent",
+    "0018|0060": "KVP",
+    "0018|1150": "ExposureTime",
+    "0018|1151": "XRayTubeCurrent",
+    "0018|1152": "Exposure",
+    "0018|1100": "ReconstructionDiameter",
+    "0018|1120": "GantryDetectorTilt",
+    "0018|1210": "ConvolutionKernel",
+    "0020|0012": "AcquisitionNumber",
+    "0028|1050": "WindowCenter",
+    "0028|1051": "WindowWidth",
+    "0028|1055": "WindowCenterWidthExplanation",
 }
+STUDY_UID = "0020|000d"
+PATIENT_ID = "0010|0020"
+PATIENT_NAME = "0010|0010"
+# Type 2 attributes of the CT Image IOD that a source without them (NIfTI, NRRD, MetaImage)
+# cannot fill: present and empty, as the standard allows for "unknown".
+UNKNOWN_TYPE2 = (
+    "0008|0020",  # StudyDate (a DICOM source may lack it)
+    "0008|0030",  # StudyTime
+    "0010|0030",  # PatientBirthDate
+    "0010|0040",  # PatientSex
+    "0008|0050",  # AccessionNumber
+    "0008|0090",  # ReferringPhysicianName
+    "0020|1040",  # PositionReferenceIndicator
+    "0018|5100",  # PatientPosition
+    "0020|0060",  # Laterality
+    "0008|0070",  # Manufacturer
+    "0018|0060",  # KVP
+    "0020|0012",  # AcquisitionNumber
+)
+# A new study (non-DICOM source) opens in a soft-tissue window, with a lung window second.
+DEFAULT_WINDOW = {
+    "0028|1050": "40\\-600",
+    "0028|1051": "400\\1500",
+    "0028|1055": "SOFT TISSUE\\LUNG",
+}
+ANONYMOUS_NAME = "ANONYMOUS^PATIENT"
 SLICE_THICKNESS = "0018|0050"
 SERIES_DESCRIPTION = "0008|103e"
+
+
+def check_patient(patient_id: str | None, patient_name: str | None) -> None:
+    """Refuse an ID or name that is not a valid DICOM LO or PN value (at most 64 printable
+    characters, no backslash: it separates values)."""
+    for argument, value in (("patient_id", patient_id), ("patient_name", patient_name)):
+        if value is None:
+            continue
+        if not value.strip() or len(value) > 64 or "\\" in value or not value.isprintable():
+            raise UsageError(
+                Argument(argument),
+                f" must be 1 to 64 printable characters without a backslash, got {value!r}",
+            )
+
+
+def with_patient(volume: Volume, patient_id: str | None, patient_name: str | None) -> Volume:
+    """The volume filed under the given patient in a DICOM output. Only a non-DICOM source
+    takes one: a DICOM source's output joins its study, which belongs to its own patient."""
+    if patient_id is None and patient_name is None:
+        return volume
+    check_patient(patient_id, patient_name)
+    given = Argument("patient_id") if patient_id is not None else Argument("patient_name")
+    if STUDY_UID in volume.dicom_tags:
+        raise UsageError(
+            f"{volume.source}: a DICOM source's output stays with its own patient; drop ", given
+        )
+    tags = dict(volume.dicom_tags)
+    if patient_id is not None:
+        tags[PATIENT_ID] = patient_id
+    if patient_name is not None:
+        tags[PATIENT_NAME] = patient_name
+        if not patient_name.isascii():
+            tags["0008|0005"] = "ISO_IR 192"
+    return replace(volume, dicom_tags=tags)
+
+
+def _new_study(study_uid: str, now: datetime.datetime) -> dict[str, str]:
+    """What a DICOM output of a non-DICOM source needs to be one study of one patient: a
+    single study date and time (else each file gets its own time and converters split the
+    series), an ID and a window. The default patient is anonymous with an ID of the study's
+    own, never empty, so that a PACS never files unrelated scans under one patient."""
+    return {
+        "0008|0020": now.strftime("%Y%m%d"),
+        "0008|0030": now.strftime("%H%M%S"),
+        "0020|0010": "1",
+        PATIENT_ID: "ANON-" + hashlib.sha256(study_uid.encode()).hexdigest()[:12].upper(),
+        PATIENT_NAME: ANONYMOUS_NAME,
+        **DEFAULT_WINDOW,
+    }
+
+
+def _image_type(normal: np.ndarray) -> str:
+    """DERIVED\\SECONDARY and the plane: AXIAL when the slices are closer to axial than to
+    any other plane, else REFORMATTED (the CT Image IOD defines only AXIAL and LOCALIZER)."""
+    plane = "AXIAL" if int(np.argmax(np.abs(normal))) == 2 else "REFORMATTED"
+    return f"DERIVED\\SECONDARY\\{plane}"
 
 
 def new_uid() -> str:
@@ -222,17 +326,22 @@ def write_series(volume: Volume, folder: Path, description: str) -> None:
     normal = np.cross(direction[:, 0], direction[:, 1])
     orientation = "\\".join(_decimal_string(v) for v in (*direction[:, 0], *direction[:, 1]))
     thickness = volume.slice_thickness or grid.spacing[2]
+    study_uid = volume.dicom_tags.get(STUDY_UID) or new_uid()
+    study = {} if STUDY_UID in volume.dicom_tags else _new_study(study_uid, now)
     common = {
         "0008|0060": "CT",
-        "0020|000d": new_uid(),
+        **dict.fromkeys(UNKNOWN_TYPE2, ""),
+        STUDY_UID: study_uid,
         "0020|0052": new_uid(),
+        **study,
         **volume.dicom_tags,
         "0020|000e": new_uid(),
         "0020|0011": "9001",
         "0008|0021": now.strftime("%Y%m%d"),
         "0008|0031": now.strftime("%H%M%S"),
-        # No third value: the defined terms for CT (AXIAL, LOCALIZER) do not fit other planes.
-        "0008|0008": "DERIVED\\SECONDARY",
+        "0008|0023": now.strftime("%Y%m%d"),
+        "0008|0033": now.strftime("%H%M%S"),
+        "0008|0008": _image_type(normal),
         "0008|103e": description[:64],
         "0008|2111": description[:1024],
         "0018|0050": _decimal_string(thickness),
@@ -240,6 +349,7 @@ def write_series(volume: Volume, folder: Path, description: str) -> None:
         "0020|0037": orientation,
         "0028|1052": "0",
         "0028|1053": "1",
+        "0028|1054": "HU",
     }
     folder.mkdir(parents=True)
     writer = sitk.ImageFileWriter()
