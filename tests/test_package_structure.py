@@ -17,7 +17,7 @@ PACKAGE = ROOT / "src" / "thinct"
 MAX_TOP_LEVEL_MODULES = 12
 MAX_LINES = 500
 STAGES = ("io", "resample", "models", "inference", "batch", "data", "train", "evaluate")
-STAGES += ("structure", "integrations", "cli")
+STAGES += ("structure", "integrations", "node", "cli")
 
 
 def module_name(path: Path) -> str:

@@ -292,6 +292,16 @@ def _recipe(text: str, folder: Path) -> None:
     _load_recipe(yaml.safe_load(text), folder)
 
 
+def _node_settings(text: str, folder: Path) -> None:
+    """A node's settings file loads as `thinct serve --config` reads it."""
+    from thinct.node.settings import load_settings
+
+    path = folder / "node.yaml"
+    path.write_text(text, encoding="utf-8")
+    settings = load_settings(path, {})
+    assert settings.descriptions and settings.destinations and settings.allow
+
+
 def _recipe_part(text: str, folder: Path) -> None:
     """A part of a recipe loads in place of the same keys of configs/default.yaml."""
     recipe = _default_recipe()
@@ -419,6 +429,20 @@ REGISTRY: dict[str, dict[str, Handling]] = {
     },
     "docs/engine.md": {
         "import thinct": CoveredBy("tests/docs/test_docs.py::test_engine_page_example_runs"),
+    },
+    "docs/dicom-node.md": {
+        'pip install -c constraints.txt ".[node]"': Parse("installs the node's extra"),
+        "thinct serve --spool /var/spool/thinct --ae-title THINCT --port 11112": Parse(
+            "serves until stopped; tests/node/test_node_orthanc.py runs nodes the same way"
+        ),
+        "spool: /var/spool/thinct": Text("a node's settings", _node_settings),
+        "thinct serve status --spool /var/spool/thinct": Parse(
+            "needs a node's spool; tests/node/test_node_orthanc.py runs it on one"
+        ),
+        "spool /var/spool/thinct": Text("an output sample"),
+        "{": Text("Orthanc's configuration"),
+        "function OnStableSeries(seriesId, tags, metadata)": Text("an Orthanc Lua script"),
+        "[Unit]": Text("a systemd unit"),
     },
     "docs/evaluate.md": {
         "thinct evaluate thin_scans/ --out report": Run(),
