@@ -374,6 +374,9 @@ MONAI = CoveredBy("tests/integrations/test_transforms_docs.py::test_monai_page_e
 REGISTRY: dict[str, dict[str, Handling]] = {
     "README.md": {
         "thinct upsample thick_5mm.nii.gz thin_1mm.nii.gz": Run(),
+        "python3 -m venv .venv && . .venv/bin/activate": CoveredBy(
+            "tests/docs/test_docs.py::test_quick_start_has_two_commands_install_and_run_then_test"
+        ),
         "pip install -c constraints.txt . && thinct upsample": QUICK_START,
         'pip install -c constraints.txt ".[test]" && python -m pytest -m "not': QUICK_START,
         "thinct info examples/data/lidc0002_crop_5mm.nii.gz": Run(
@@ -381,6 +384,9 @@ REGISTRY: dict[str, dict[str, Handling]] = {
                 "thinct upsample scan_5mm.nii.gz scan_1mm.nii.gz --model models/cthnet-official"
                 " --device cuda": GPU,
                 "thinct train --config configs/default.yaml": TRAINING,
+                "thinct evaluate examples/data/lidc0002_crop_1.25mm.nii.gz --out report": (
+                    "scores the whole example crop, a minute; tests/evaluate run evaluate on it"
+                ),
             }
         ),
         "import thinct": CoveredBy("tests/docs/test_docs.py::test_readme_python_example_runs"),
