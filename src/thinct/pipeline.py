@@ -28,6 +28,7 @@ from thinct.geometry import Grid, ThinGrid, asks_in_plane, slice_axis, thin_grid
 from thinct.inference.options import CancelCallback, InferenceOptions
 from thinct.io import dicom, hounsfield_warning, output_request, read_volume, write_volume
 from thinct.io.formats import Format, output_format
+from thinct.io.writing import check_fits_int16
 from thinct.resample.consistency import check_consistency, enforce_consistency
 from thinct.resample.interpolation import ProgressCallback, interpolate, refine_in_plane
 from thinct.resample.simulate import simulate_thick
@@ -36,6 +37,8 @@ from thinct.volume import Volume
 if TYPE_CHECKING:  # torch loads only when a model runs: commands without one start fast
     from torch import nn
 
+# Slices closer than this are thin: a model (made to fill in thick slices) warns on them.
+THIN_SLICES_MM = 2.0
 # While an output is made and written, about this many float32 copies of it are held at once:
 # the result, its copy into the SimpleITK image, and the rounded copy that is written.
 _PEAK_COPIES = 3
@@ -258,6 +261,33 @@ def upsample_volume(
     return refine_in_plane(result, thin.refined, thin.axis, method, pixels, cancel)
 
 
+def thin_input_warning(volume: Volume, name: Path | str) -> str | None:
+    """A warning for a model about to run on slices that are thin already, else None.
+
+    Models learn to fill in the slices of thick-slice CT (the shipped ones 5 mm slices): on
+    slices closer than `THIN_SLICES_MM` they run outside what they learned, and a plain
+    interpolation of such slices is already close to the truth.
+    """
+    spacing = volume.image.GetSpacing()[slice_axis(volume.image.GetSpacing())]
+    if spacing >= THIN_SLICES_MM:
+        return None
+    return (
+        f"{name}: the slices are {spacing:g} mm apart, thin already; models learn to fill in "
+        f"thick slices ({THIN_SLICES_MM:g} mm or more apart), and on these an interpolation "
+        f"({Argument('method', 'bspline')}) may well do better"
+    )
+
+
+def _say(message: str | None, notice: Callable[[str], None] | None) -> None:
+    """A warning shown at once through ``notice`` (the command line's), else a ThinctWarning."""
+    if message is None:
+        return
+    if notice is not None:
+        notice(message)
+    else:
+        warnings.warn(message, ThinctWarning, stacklevel=3)
+
+
 def check_patient_target(target: Path, patient_id: str | None, patient_name: str | None) -> None:
     """A patient ID or name is only written into DICOM: refuse one for another format rather
     than drop it silently."""
@@ -277,6 +307,23 @@ def _read_checked(source: Path, series_uid: str | None) -> Volume:
     return volume
 
 
+def check_job(
+    source: Path,
+    target: Path,
+    overwrite: bool = False,
+    dtype: str = "int16",
+    patient: tuple[str | None, str | None] = (None, None),
+) -> None:
+    """Everything about a job's paths that can be refused before its input is read (and, on
+    the command line, before a model loads): an output that is the input, exists (without
+    ``overwrite``), cannot be written, or cannot hold the patient options."""
+    check_output_path(source, target)
+    if target.exists() and not overwrite:
+        raise UsageError(f"{target} exists; use ", Argument("overwrite", True), " to replace it")
+    check_target(target, dtype)
+    check_patient_target(target, *patient)
+
+
 def _run(
     source: Path,
     target: Path,
@@ -287,17 +334,20 @@ def _run(
     series_uid: str | None,
     patient: tuple[str | None, str | None] = (None, None),
 ) -> None:
-    check_output_path(source, target)
-    if target.exists() and not overwrite:
-        raise UsageError(f"{target} exists; use ", Argument("overwrite", True), " to replace it")
-    check_target(target, dtype)
-    check_patient_target(target, *patient)
+    """Read, process, write. An input that int16 cannot hold is refused before the work
+    (`check_fits_int16`); the result is then clipped to int16 only where the processing
+    overshot the range (an interpolation next to -32768 padding)."""
+    check_job(source, target, overwrite, dtype, patient)
     volume = dicom.with_patient(_read_checked(source, series_uid), *patient)
+    if dtype == "int16":
+        check_fits_int16(volume.image, source)
     try:
         result = process(volume)
     except ThinctError as error:
         raise type(error)(f"{source}: {error}") from None
-    write_volume(result, target, overwrite=overwrite, dtype=dtype, description=description)
+    write_volume(
+        result, target, overwrite=overwrite, dtype=dtype, description=description, clip=True
+    )
 
 
 def upsample_file(
@@ -333,6 +383,8 @@ def upsample_file(
     """
 
     def process(volume: Volume) -> Volume:
+        if model is not None and factor != 1:  # a factor of 1 keeps the slices
+            _say(thin_input_warning(volume, source), notice)
         return upsample_volume(
             volume,
             method,

@@ -21,6 +21,7 @@ from rich.progress import (
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
 from thinct.errors import collected_warnings
@@ -64,6 +65,7 @@ class Reporter:
                 BarColumn(),
                 TaskProgressColumn(),
                 TimeElapsedColumn(),
+                TimeRemainingColumn(),
                 console=self.console,
                 transient=True,
             )

@@ -23,5 +23,5 @@ def write_image(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
         image = image_from_layer(data, attributes)
     except ThinctError as error:
         raise type(error)(f"cannot write {path}: {error}") from None
-    write_volume(Volume(image=image), path, overwrite=True)
+    write_volume(Volume(image=image), path, overwrite=True, clip=True)
     return [path]

@@ -353,7 +353,8 @@ def _left_in_session(session: int) -> list[str]:
 def test_stopping_a_run_with_workers_leaves_no_partial_output(tmp_path, stop):
     """Ctrl-C reaches every process of the terminal's group; SIGTERM (scancel, kill) only the
     main one. Either way the run ends its workers while one is writing, removes the staging
-    folder and exits 130; every output left is complete."""
+    folder, says what it wrote and what it did not, and exits 130; every output left is
+    complete."""
     for index in range(6):  # enough that some are left when the signal comes
         _crop(tmp_path / "archive" / f"s{index}.nii.gz", index, size=128, slices=16)
     process = subprocess.Popen(
@@ -376,6 +377,11 @@ def test_stopping_a_run_with_workers_leaves_no_partial_output(tmp_path, stop):
 
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr, stderr
+    lines = stderr.splitlines()
+    assert lines[-1] == "error: interrupted", stderr
+    assert re.fullmatch(
+        r"\d written, 0 skipped, 0 failed, \d not done \(outputs in thin\)", lines[-2]
+    )
     assert staging_left(tmp_path) == []
     for name in _outputs(tmp_path / "thin"):
         assert sitk.ReadImage(str(tmp_path / "thin" / name)).GetSize() == (128, 128, 800)

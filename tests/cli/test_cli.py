@@ -499,6 +499,27 @@ def test_progress_on_a_terminal_goes_to_stderr(tmp_path: Path):
     assert read(tmp_path / "thin.nii.gz").GetSize() == (*IN_PLANE, 40)
 
 
+_BAR_FRAME = re.compile(r"upsampling \S+ \S+ +(\d+)% (\d+:\d\d:\d\d) (-:--:--|\d+:\d\d:\d\d)")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_the_progress_bar_advances_with_the_model_windows_and_shows_the_time_left(
+    tmp_path: Path, example_thick: Path
+):
+    """The default model runs the example (16 thick slices) as three windows of slices: the
+    bar shows each one done, with the time elapsed and an estimate of the time left."""
+    process, primary = _on_a_terminal(
+        ["upsample", example_thick, "thin.nii.gz", "--device", "cpu"], tmp_path
+    )
+    text = _ESCAPES.sub("", _read_terminal(primary))
+    process.stdout.close()
+    assert process.wait(timeout=120) == 0, text
+    frames = _BAR_FRAME.findall(text)
+    percents = {int(percent) for percent, _, _ in frames}
+    assert percents & set(range(1, 100)), text  # a window done, not only 0 % and 100 %
+    assert any(left != "-:--:--" for _, _, left in frames), text
+
+
 def _feed_and_stop_short(fifo: Path, data: bytes, process: subprocess.Popen[bytes]) -> None:
     """Once the process opens ``fifo`` to read, give it ``data``, wait, and close: a file that
     arrives slowly and ends early."""

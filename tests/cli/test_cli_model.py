@@ -244,12 +244,18 @@ def test_engine_options_apply_to_the_default_model(workdir: Path, capfd, example
 def test_the_default_model_refuses_impossible_options_before_reading(
     workdir: Path, capfd, options: list[str], says: str
 ):
+    """Engine options are checked as the model loads, before any scan is read: the input is
+    broken, which reading would report (the control run shows it). A mistyped path is
+    reported before the model loads."""
+    (workdir / "broken.nii.gz").write_bytes(b"not a scan")
     before = snapshot(workdir)
-    result = thinct_in_process(capfd, "upsample", "missing.nii.gz", OUT, *options)
+    result = thinct_in_process(capfd, "upsample", "broken.nii.gz", OUT, *options)
     assert_one_error(result, 2, says)
     assert snapshot(workdir) == before
-    control = thinct_in_process(capfd, "upsample", "missing.nii.gz", OUT)
-    assert_one_error(control, 2, "missing.nii.gz: no such file or folder")
+    control = thinct_in_process(capfd, "upsample", "broken.nii.gz", OUT)
+    assert_one_error(control, 1, "broken.nii.gz: ")
+    path_first = thinct_in_process(capfd, "upsample", "missing.nii.gz", OUT, *options)
+    assert_one_error(path_first, 2, "missing.nii.gz: no such file or folder")
 
 
 # --- a model folder ---------------------------------------------------------------------
@@ -364,16 +370,17 @@ def _unavailable(device: str) -> bool:
 def test_impossible_engine_options_fail_before_any_input_is_read(
     workdir: Path, capfd, options: list[str], says: str
 ):
-    """The input does not exist: reading it would fail with "no such file or folder" (the
-    control run below shows it), so an error about the option proves it came first."""
+    """The input is broken: reading it would fail (the control run below shows it), so an
+    error about the option proves it came first."""
     if "--device" in options and not _unavailable(options[-1]):
         pytest.skip(f"{options[-1]} is available on this machine")
+    (workdir / "broken.nii.gz").write_bytes(b"not a scan")
     before = snapshot(workdir)
-    args = ["upsample", "missing.nii.gz", OUT, "--model", MODEL]
+    args = ["upsample", "broken.nii.gz", OUT, "--model", MODEL]
     assert_one_error(thinct_in_process(capfd, *args, *options), 2, says)
     assert snapshot(workdir) == before
     control = thinct_in_process(capfd, *args)
-    assert_one_error(control, 2, "missing.nii.gz: no such file or folder")
+    assert_one_error(control, 1, "broken.nii.gz: ")
 
 
 def test_a_corrupt_model_is_one_error_line(workdir: Path, capfd):

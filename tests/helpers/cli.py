@@ -8,7 +8,7 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +27,13 @@ _ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
 T = TypeVar("T")
 
 
-def thinct(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m thinct ARGS` and capture its real exit code, stdout and stderr."""
+def thinct(
+    *args: object, cwd: Path | None = None, wrapper: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m thinct ARGS` (under ``wrapper``, a command such as setpriv that runs
+    the rest) and capture its real exit code, stdout and stderr."""
     return subprocess.run(
-        [sys.executable, "-m", "thinct", *(str(a) for a in args)],
+        [*wrapper, sys.executable, "-m", "thinct", *(str(a) for a in args)],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -95,13 +95,13 @@ def test_float32_output_keeps_fractions(tmp_path, suffix):
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".mha"])
-def test_int16_output_rounds_and_clips(tmp_path, suffix):
+def test_int16_output_rounds_and_clips_when_asked(tmp_path, suffix):
     values = np.zeros((3, 4, 5))
     values[0, 0, :] = [1.4, 1.6, -2.6, 40000.0, -40000.0]
     values[1] = -1000.25
     volume = Volume(make_image(values.astype(np.float64), SPACING, ORIGIN))
     path = tmp_path / f"scan{suffix}"
-    write_volume(volume, path)  # int16 is the default
+    write_volume(volume, path, clip=True)  # int16 is the default
     back = read_volume(path)
     assert back.image.GetPixelID() == sitk.sitkInt16
     np.testing.assert_array_equal(back.array[0, 0], [1, 2, -3, 32767, -32768])
@@ -432,7 +432,7 @@ def test_failed_move_into_place_puts_the_old_output_back(tmp_path, name):
         if item.name != name:
             item.rename(staging / item.name)  # staged like write_volume does, minus the output
     with pytest.raises(FileNotFoundError):
-        _move_into_place(staging, staging / name, parent)
+        _move_into_place(staging, staging / name, parent, overwrite=True)
     shutil.rmtree(staging)
     assert contents(parent) == before
 

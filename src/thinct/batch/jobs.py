@@ -1,7 +1,8 @@
 """Turn the command line's inputs into jobs, and run many jobs so one bad file does not stop
 the rest.
 
-One input file (or DICOM series folder) and one output is a single job. Several inputs, a
+One input file (or DICOM series folder) and one output is a single job; its output is written
+into a folder, under the input's name, when it names one (`_writes_into`). Several inputs, a
 glob pattern, or a folder of scans is a batch: the output is a folder and each output keeps
 its input's name (relative path inside an input folder, plain name otherwise).
 
@@ -14,13 +15,16 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from thinct.errors import Cancelled, ThinctError, UsageError
+from thinct.errors import Cancelled, InputError, ThinctError, ThinctWarning, UsageError
 from thinct.io import STAGING_SUFFIX, volume_suffix
 from thinct.io.dicom import is_dicom_folder
+from thinct.io.formats import READABLE
 from thinct.reporting import out_of_memory
 
 _GLOB_CHARACTERS = set("*?[")
@@ -64,8 +68,21 @@ def _output_name(relative: Path) -> Path:
 
 
 def _scans_in_folder(folder: Path, output: Path) -> Iterable[tuple[Path, Path]]:
-    """(scan, path relative to folder) for every volume file and DICOM series folder below."""
-    for root, dirs, files in os.walk(folder):
+    """(scan, path relative to folder) for every volume file and DICOM series folder below.
+
+    A folder that cannot be listed is said: the given folder is an `InputError` (not "no
+    scans"), a folder below it one warning (its scans are left out; the rest of a large
+    archive still runs, as with a ``lost+found`` only its owner may read).
+    """
+
+    def unreadable(error: OSError) -> None:
+        reason = f"cannot list this folder ({error.strerror or error})"
+        if Path(error.filename or folder) == folder:
+            raise InputError(f"{folder}: {reason}")
+        message = f"{error.filename}: {reason}; its scans are left out"
+        warnings.warn(message, ThinctWarning, stacklevel=2)
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
         here = Path(root)
         dirs[:] = sorted(
             name
@@ -93,16 +110,42 @@ def _glob_scans(pattern: str, output: Path) -> list[Path]:
     return [match for match in matches if is_scan(match) and not _inside(match, output)]
 
 
-def plan_jobs(inputs: Sequence[str], output: Path) -> Plan:
-    """Expand inputs (files, DICOM folders, folders of scans, glob patterns) into jobs."""
+def _refuse_special(path: Path) -> None:
+    """Refuse an input that exists but is neither a file nor a folder (``/dev/null``, a named
+    pipe): it would otherwise be taken for a batch and get a message about the output."""
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+    raise UsageError(f"{path}: not a scan file ({kind}); thinct reads {READABLE}")
+
+
+def _writes_into(output: Path, into_folder: bool) -> bool:
+    """Whether a single job's output names a folder to write into, under the input's name: an
+    existing folder that is not a DICOM series, or a name written with a trailing slash
+    (``into_folder``), made if missing. One rule whether or not the folder exists yet: ``new/``
+    and ``existing/`` both receive ``new/scan.nii.gz``. An existing DICOM series folder is the
+    output itself (replaced with --overwrite), slash or not; a missing name without a slash or
+    an extension is a new DICOM series."""
+    if output.is_dir():
+        return not is_dicom_folder(output)
+    return into_folder
+
+
+def plan_jobs(inputs: Sequence[str], output: Path, into_folder: bool = False) -> Plan:
+    """Expand inputs (files, DICOM folders, folders of scans, glob patterns) into jobs.
+
+    ``into_folder``: the output was written with a trailing slash (`_writes_into`), which a
+    `Path` does not keep.
+    """
     if not inputs:
         raise UsageError("give at least one input")
     single = len(inputs) == 1 and Path(inputs[0]).exists()
     if single:
         source = Path(inputs[0])
+        _refuse_special(source)
         if source.is_file() or is_dicom_folder(source):
-            if output.is_dir() and not is_dicom_folder(output):
-                # An existing plain folder: write into it, under the input's name.
+            if _writes_into(output, into_folder):
                 output = output / _output_name(Path(source.name))
             return Plan(jobs=[Job(source, output)], batch=False)
     pairs: list[tuple[Path, Path]] = []
@@ -117,6 +160,7 @@ def plan_jobs(inputs: Sequence[str], output: Path) -> Plan:
                 raise UsageError(f"{path}: no scans in this folder")
             pairs.extend(found)
         elif path.exists():
+            _refuse_special(path)
             pairs.append((path, Path(path.name)))
         elif _GLOB_CHARACTERS & set(pattern):
             matches = _glob_scans(pattern, output)

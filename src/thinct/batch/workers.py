@@ -9,16 +9,14 @@ a worker sends back each job's outcome and the warnings it raised.
 Stopping: a worker ignores Ctrl-C, which reaches every process of the terminal's group; the
 main process ends its workers with SIGTERM, which a worker turns into `SystemExit`, so the
 atomic writer removes its staging folder and no partial output is left. A worker that dies
-(the kernel's out-of-memory killer) fails its job alone, its staging folder is removed, and a
-new worker takes its place.
+(the kernel's out-of-memory killer) fails its job alone, its staging folder is removed (it
+names the dead worker: `thinct.io.staging`), and a new worker takes its place.
 """
 
 from __future__ import annotations
 
-import glob
 import multiprocessing
 import os
-import shutil
 import signal
 import threading
 import time
@@ -28,7 +26,6 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
-from pathlib import Path
 from typing import Any, NoReturn
 
 from thinct.batch.jobs import Job, Outcome, attempt, failure, skipped
@@ -40,7 +37,7 @@ from thinct.errors import (
     collected_warnings,
     option_names,
 )
-from thinct.io import STAGING_SUFFIX
+from thinct.io.staging import remove_abandoned
 
 # How long stopped workers may take to leave the C++ call they are in (a model's forward pass,
 # an ITK resampling) before they are killed outright.
@@ -104,13 +101,6 @@ def run_in_workers(
     return outcomes
 
 
-def sigterm_as_interrupt() -> AbstractContextManager[None]:
-    """Treat SIGTERM (Slurm's scancel, torchrun stopping its processes, ``kill``) like Ctrl-C
-    while jobs run: the run stops the same tidy way (workers ended, staging folders removed)
-    instead of dying in the middle of a write."""
-    return _handled(signal.SIGTERM, _raise_interrupt)
-
-
 def _ignored(signum: int) -> AbstractContextManager[None]:
     return _handled(signum, signal.SIG_IGN)
 
@@ -127,10 +117,6 @@ def _handled(signum: int, handler: Any) -> Iterator[None]:
         yield
     finally:
         signal.signal(signum, previous)
-
-
-def _raise_interrupt(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt
 
 
 # --- the main process's side ---------------------------------------------------------------
@@ -172,7 +158,7 @@ class _Pool:
                 outcome = self._collect(worker)
                 if outcome is None:  # the worker died: its job failed; a new one goes on
                     outcome = failure(worker.job, _died(worker.process.exitcode))
-                    _remove_staging(worker.job.target)
+                    remove_abandoned(worker.job.target.parent)
                     self.workers.remove(worker)
                     worker.connection.close()
                     worker = self._start(threads) if queue else None
@@ -235,15 +221,9 @@ class _Pool:
                 worker.process.kill()
                 worker.process.join()
                 if worker.job is not None:
-                    _remove_staging(worker.job.target)
+                    remove_abandoned(worker.job.target.parent)
         for worker in self.workers:
             worker.connection.close()
-
-
-def _remove_staging(target: Path) -> None:
-    """The hidden staging folders `thinct.io.write_volume` makes beside ``target``."""
-    for staging in target.parent.glob(f".{glob.escape(target.name)}.*{STAGING_SUFFIX}"):
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _died(code: int | None) -> str:

@@ -2,7 +2,8 @@
 console-script entry point.
 
 Exit codes: 0 success, 1 a failure while processing (in a batch: at least one file failed),
-2 a usage error. User mistakes are reported as one line on stderr, never as a traceback.
+2 a usage error, 130 stopped by Ctrl-C or SIGTERM. User mistakes are reported as one line on
+stderr, never as a traceback.
 
 torch, and the modules that use it, load inside the commands that run a model (upsample
 without --method, convert, evaluate with a model, train): every other command, and --help,
@@ -17,12 +18,14 @@ from typing import Annotated, NoReturn
 import typer
 
 from thinct._version import __version__
+from thinct.cli.boundary import stop_signals_caught
 from thinct.cli.convert import convert
 from thinct.cli.evaluate import evaluate
 from thinct.cli.hub import models, push
 from thinct.cli.info import info
 from thinct.cli.nnunet import app as nnunet_app
 from thinct.cli.options import command_group
+from thinct.cli.serve import app as serve_app
 from thinct.cli.simulate import simulate
 from thinct.cli.train import train
 from thinct.cli.upsample import upsample
@@ -61,6 +64,7 @@ def root(
 for command in (upsample, simulate, info, convert, evaluate, train, models, push):
     app.command()(command)
 app.add_typer(nnunet_app, name="nnunet")
+app.add_typer(serve_app, name="serve")
 
 
 def _exit_with_error(message: str, code: int) -> NoReturn:
@@ -77,23 +81,28 @@ def main(args: list[str] | None = None) -> None:
     usage error: one ``error:`` line naming the help command, and exit code 2.
 
     A scan too large for the memory, or a path the system refuses (a folder the user may not
-    enter, a name too long), is no bug in thinct either: one line and exit code 1.
+    enter, a name too long), is no bug in thinct either: one line and exit code 1. Ctrl-C or
+    SIGTERM, at any point from here on (while torch and a model load too), ends the run as
+    `stop_signals_caught` says: ``error: interrupted`` and exit code 130.
     """
-    try:
-        code = app(args=args, standalone_mode=False)
-    except KeyboardInterrupt:
+    with stop_signals_caught() as stop:
+        try:
+            code = app(args=args, standalone_mode=False)
+        except KeyboardInterrupt:  # outside typer's reach (its parsing, its return)
+            stop.received = True
+        except MemoryError as error:
+            _exit_with_error(out_of_memory(error), 1)
+        except OSError as error:
+            _exit_with_error(os_failure(error), 1)
+        except Exception as error:
+            # typer vendors click, so its parser errors are recognised by their interface.
+            if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
+                raise
+            context = getattr(error, "ctx", None)
+            command = context.command_path if context is not None else "thinct"
+            if type(error).__name__ != "NoArgsIsHelpError":  # that one has shown the help
+                print(f"error: {error.format_message()} (see '{command} --help')", file=sys.stderr)
+            sys.exit(error.exit_code)
+    if stop.received:
         _exit_with_error("interrupted", 130)
-    except MemoryError as error:
-        _exit_with_error(out_of_memory(error), 1)
-    except OSError as error:
-        _exit_with_error(os_failure(error), 1)
-    except Exception as error:
-        # typer vendors click, so its parser errors are recognised by their interface.
-        if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
-            raise
-        context = getattr(error, "ctx", None)
-        command = context.command_path if context is not None else "thinct"
-        if type(error).__name__ != "NoArgsIsHelpError":  # that one has shown the help already
-            print(f"error: {error.format_message()} (see '{command} --help')", file=sys.stderr)
-        sys.exit(error.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

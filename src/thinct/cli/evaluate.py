@@ -61,7 +61,7 @@ def evaluate(
         typer.Option(
             "--model",
             metavar="SPEC",
-            help="A model to evaluate (registered name, folder, hf://owner/repo[@revision] or "
+            help="A model to evaluate (registered name, folder, hf://owner/repo\\[@revision] or "
             "official checkpoint); repeat for several.",
             show_default=False,
         ),

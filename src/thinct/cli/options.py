@@ -24,12 +24,56 @@ from thinct.resample.profiles import PROFILES
 from thinct.windows import WINDOWS
 
 
+class _HelpFixes:
+    """Two corrections to typer's help, for commands and groups alike.
+
+    A flag shows no value type: typer's help lists ``--overwrite <bool>``, which reads as an
+    option that takes a value, and ``--overwrite true`` then takes ``true`` for the output.
+    An argument with a metavar appears in the usage line as written (``IN... OUT``), not in
+    typer's braces (``{IN... OUT}...``).
+    """
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # typer's help shows a metavar, when set, as the type
+        return params
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        as_written = {
+            piece: param.metavar
+            for param in self.get_params(ctx)
+            if param.param_type_name == "argument" and param.metavar
+            for piece in param.get_usage_pieces(ctx)
+        }
+        pieces = super().collect_usage_pieces(ctx)  # type: ignore[misc]
+        return [as_written.get(piece, piece) for piece in pieces]
+
+
+class _Command(_HelpFixes, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_HelpFixes, typer.core.TyperGroup):
+    pass
+
+
+class _Typer(typer.Typer):
+    """A Typer app whose commands are `_Command`s unless a command asks for another class."""
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or _Command, **kwargs)
+
+
 def command_group(name: str, help: str) -> typer.Typer:
     """A Typer app with thinct's settings: -h as well as --help, help when called bare, no
-    shell-completion options, and plain tracebacks for bugs (user mistakes never reach one)."""
-    return typer.Typer(
+    shell-completion options, plain tracebacks for bugs (user mistakes never reach one), and
+    help that shows flags as flags (`_HelpFixes`)."""
+    return _Typer(
         name=name,
         help=help,
+        cls=_Group,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,

@@ -24,7 +24,7 @@ from thinct.cli.options import (
 )
 from thinct.cli.running import Scale, run_command
 from thinct.io.dicom import check_patient
-from thinct.pipeline import simulate_file
+from thinct.pipeline import check_job, simulate_file
 from thinct.resample.simulate import check_slab_options
 
 
@@ -85,5 +85,8 @@ def simulate(
         check_patient(patient_id, patient_name)
         check_slab_options(thickness, increment, profile.value, fwhm)
 
+    def check_paths(job: Job) -> None:
+        check_job(job.source, job.target, overwrite, dtype.value, (patient_id, patient_name))
+
     scale = Scale(workers, shard, lambda: Task(simulate_file, settings))
-    run_command(arguments, overwrite, quiet, "simulating", work, check_options, scale)
+    run_command(arguments, overwrite, quiet, "simulating", work, check_options, scale, check_paths)

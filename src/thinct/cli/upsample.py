@@ -50,7 +50,7 @@ from thinct.errors import Argument, UsageError
 from thinct.geometry import check_target_options
 from thinct.inference.options import InferenceOptions, refuse_diffusion_options
 from thinct.io.dicom import check_patient
-from thinct.pipeline import check_slab, refuse_model_with_kept_slices, upsample_file
+from thinct.pipeline import check_job, check_slab, refuse_model_with_kept_slices, upsample_file
 
 _DIFFUSION = "Diffusion models (dsdm): "
 Steps = Annotated[
@@ -151,7 +151,7 @@ def upsample(
             metavar="SPEC",
             help="The model that predicts the thin slices: a registered name (see thinct "
             "models; default: the shipped cthnet-small), a model folder (config.json + "
-            "model.safetensors), hf://owner/repo[@revision] on the Hugging Face Hub, or an "
+            "model.safetensors), hf://owner/repo\\[@revision] on the Hugging Face Hub, or an "
             "official checkpoint file.",
         ),
     ] = None,
@@ -191,7 +191,7 @@ def upsample(
     options = replace(
         options, steps=steps, seed=seed, sampler=sampler, refine=refine, planes=planes
     )
-    loaded: dict[str, Any] = {}  # the model and its name, once check_options loads them
+    loaded: dict[str, Any] = {}  # the model and its name, once load_model loads them
     settings = dict(
         method=method.value if method is not None else "bspline",
         spacing=spacing,
@@ -236,6 +236,13 @@ def upsample(
         if method is not None:
             refuse_diffusion_options(options, "--method")
             refuse_engine_options_with_method(model_spec, options)
+
+    def check_paths(job: Job) -> None:
+        check_job(job.source, job.target, overwrite, dtype.value, (patient_id, patient_name))
+
+    def load_model() -> None:
+        """The model, once the options and paths are known to be good (it takes seconds)."""
+        if method is not None:
             return
         from thinct.inference.engine import load_checked_model
         from thinct.models import model_display_name
@@ -247,4 +254,14 @@ def upsample(
             refuse_model_with_kept_slices()  # a diffusion model refines the pixels itself
 
     scale = Scale(workers, shard, task)
-    run_command(arguments, overwrite, quiet, "upsampling", work, check_options, scale)
+    run_command(
+        arguments,
+        overwrite,
+        quiet,
+        "upsampling",
+        work,
+        check_options,
+        scale,
+        check_job=check_paths,
+        prepare=load_model,
+    )

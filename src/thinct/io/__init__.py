@@ -2,7 +2,8 @@
 
 from thinct.io.formats import Format, input_format, output_format, volume_suffix
 from thinct.io.reading import check_volume, hounsfield_warning, read_volume
-from thinct.io.writing import OUTPUT_TYPES, STAGING_SUFFIX, output_request, write_volume
+from thinct.io.staging import STAGING_SUFFIX
+from thinct.io.writing import OUTPUT_TYPES, output_request, write_volume
 
 __all__ = [
     "OUTPUT_TYPES",

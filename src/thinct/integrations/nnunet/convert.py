@@ -42,6 +42,7 @@ from thinct.integrations.nnunet.dataset import (
 )
 from thinct.io import hounsfield_warning, read_volume, write_volume
 from thinct.io.atomic import write_text
+from thinct.io.writing import check_fits_int16
 from thinct.reporting import out_of_memory
 from thinct.resample.interpolation import interpolate, resample_labels
 from thinct.volume import Volume
@@ -307,13 +308,17 @@ def convert_case(
         zip(case.images, conversion.source.ct_channels, strict=True)
     ):
         volume = read_volume(path)
+        if is_ct:
+            # CT is written as int16: a channel that does not fit is refused before the work;
+            # one that does may still overshoot by interpolation next to its padding (clipped).
+            check_fits_int16(volume.image, path)
         message = hounsfield_warning(volume.image) if is_ct else None
         if message:
             warnings.append(f"{path}: {message}")
         step = _step_progress(progress, channel, len(outputs))
         result = _thin_channel(volume, thin, is_ct, conversion.recipe, model, options, step)
         dtype = "int16" if is_ct else "float32"
-        write_volume(result, outputs[channel], overwrite=True, dtype=dtype)
+        write_volume(result, outputs[channel], overwrite=True, dtype=dtype, clip=is_ct)
     if case.label is not None:
         label = read_volume(case.label)
         _check_label_values(label.image, case.label)
