@@ -69,7 +69,7 @@ def main() -> None:
     from thinct.geometry import Grid, thin_grid
     from thinct.inference.engine import upsample_with_model
     from thinct.io import read_volume
-    from thinct.models import load_model
+    from thinct.models import DEFAULT_MODEL, load_model
 
     volume = read_volume(thick)
     model = load_model()
@@ -96,7 +96,7 @@ def main() -> None:
                 "--method",
                 "linear",
                 "--model",
-                "cthnet-small",
+                DEFAULT_MODEL,
                 "--overwrite",
                 "-q",
             ],

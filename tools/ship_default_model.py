@@ -49,8 +49,11 @@ LIMITATIONS = """
   kernels) will gain less.
 - Thin slices of 1.25-1.5 mm resampled to 1 mm were the targets, so it cannot produce detail
   finer than those scans had.
-- {architecture}: sized to run a whole scan in about a minute on two CPU cores; the
-  paper-size CTHNet (10.6 M parameters) was not trained here.
+- Made for {thickness:g} mm slices: the engine runs it on any slice spacing (its {ratio} slots
+  per thick slice, interpolated to the target spacing), but on other thicknesses it gains
+  much less over B-spline (see the held-out tables).
+- The network, {architecture}, is sized to run a whole scan in well under a minute on two CPU
+  cores; the paper-size CTHNet (10.6 M parameters) was not trained here.
 """
 SUMMARY_TABLE = "## Means per method"
 
@@ -154,7 +157,9 @@ def main() -> None:
         )
     sections["Intended use"] = INTENDED_USE
     architecture = registry_entry(args.name).description if args.name in names() else args.name
-    sections["Limitations"] = LIMITATIONS.format(architecture=architecture)
+    sections["Limitations"] = LIMITATIONS.format(
+        architecture=architecture, thickness=thickness, ratio=model.config.ratio
+    )
     title = f"{args.name}: thinct's default model" if args.name == DEFAULT_MODEL else args.name
     folder = save_model(
         model,

@@ -207,7 +207,7 @@ EXPECTED_WORDS = {
         "nearest",
         "linear",
         "lanczos",
-        "default: the shipped cthnet-small",
+        "default: the shipped thickgrid",
         "centers",
         "default: edges",
         "default 1.0",

@@ -1,9 +1,9 @@
-"""`thinct upsample` with a model: the default model (`cthnet-small`, whose weights ship in the
+"""`thinct upsample` with a model: the default model (`thickgrid`, whose weights ship in the
 package) when neither --model nor --method is given, or a model folder saved with
 `thinct.models.save_model` (--model), with the engine's options taken from the command line.
 
 Rules under test: without options the default model makes the thin slices, on the same thin
-grid as an interpolation, exactly as `--model cthnet-small` does, and a DICOM output names it;
+grid as an interpolation, exactly as `--model thickgrid` does, and a DICOM output names it;
 `thinct.load_model()` is that model; its shipped weights match their card and are small enough
 to ship. A model folder's output lies on the thin grid and holds exactly what the engine makes
 with the same options; engine options apply to the default model too; DICOM outputs name the
@@ -138,8 +138,8 @@ def test_without_options_upsample_runs_the_default_model_on_the_thin_grid(
     assert not np.array_equal(values, sitk.GetArrayFromImage(interpolated))
 
 
-def test_the_default_model_is_cthnet_small(workdir: Path, capfd):
-    """Without options, exactly what `--model cthnet-small` makes, through the same engine."""
+def test_the_default_model_is_what_its_name_makes(workdir: Path, capfd):
+    """Without options, exactly what `--model thickgrid` makes, through the same engine."""
     assert_ok(thinct_in_process(capfd, "upsample", IN, "default.nii.gz", "--dtype", "float32"))
     named = ["upsample", IN, "named.nii.gz", "--model", DEFAULT_MODEL, "--dtype", "float32"]
     assert_ok(thinct_in_process(capfd, *named))
@@ -163,7 +163,7 @@ def test_a_dicom_output_of_the_default_model_names_it(workdir: Path, capfd):
 
 
 def test_load_model_without_a_spec_is_the_default_model():
-    assert DEFAULT_MODEL == "cthnet-small"
+    assert DEFAULT_MODEL == "thickgrid"
     model = thinct_package.load_model()
     assert model.config == registry_entry(DEFAULT_MODEL).config
     assert not model.training

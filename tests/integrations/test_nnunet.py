@@ -508,7 +508,7 @@ def _check_documented_provenance(documented: dict, raw: Path) -> None:
         assert documented[key] == written[key], key
     from thinct.models.storage import recorded_sha256
 
-    card = ROOT / "src" / "thinct" / "weights" / "cthnet-small"
+    card = ROOT / "src" / "thinct" / "weights" / DEFAULT_MODEL
     assert written["weights_sha256"] == recorded_sha256(card)
 
 

@@ -157,7 +157,8 @@ def test_models_command_lists_shipped_registered_and_cached(hub_cache, capfd):
     result = thinct_in_process(capfd, "models", "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["model"]: row for row in json.loads(result.stdout)}
-    assert rows["cthnet-small"]["source"] == "shipped (default)"
+    assert rows["thickgrid"]["source"] == "shipped (default)"
+    assert rows["cthnet-small"]["source"] == "shipped"
     assert rows["cthnet"]["source"].startswith("untrained")
     assert rows[f"hf://lab/thin@{COMMIT}"]["source"] == "Hub cache (main)"
     text = thinct_in_process(capfd, "models").stdout
@@ -184,7 +185,7 @@ def test_upsample_with_a_hub_model_in_a_fresh_process(hub_cache, tmp_path):
     from thinct.cli.app import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["upsample", str(THICK), str(reference), "-q"])
+        main(["upsample", str(THICK), str(reference), "-q", "--model", SHIPPED.name])
     assert exit_info.value.code == 0
     hub_image, shipped_image = sitk.ReadImage(str(out)), sitk.ReadImage(str(reference))
     assert np.array_equal(sitk.GetArrayViewFromImage(hub_image),

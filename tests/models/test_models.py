@@ -535,7 +535,7 @@ def test_registry_lists_the_published_models():
         "cthnet-small": "cthnet-small",
         "dsdm": None,
         "dsdm-small": None,
-        "thickgrid": None,
+        "thickgrid": "thickgrid",
         "tvsrn": None,
     }
 
@@ -694,7 +694,7 @@ def test_damaged_model_folders_are_one_line_input_errors(saved, damage):
 
 
 def test_load_model_without_weights_explains_why(tmp_path):
-    assert load_model(None).config == create_model("cthnet-small").config
+    assert load_model(None).config == create_model("thickgrid").config
     with pytest.raises(UsageError, match="no trained weights") as error:
         load_model("cthnet")
     assert "create_model" in str(error.value)

@@ -60,7 +60,7 @@ def thick_image() -> sitk.Image:
 def test_shipped_model_adds_a_thin_layer_that_overlays_the_input(viewer, widget, qtbot):
     (source,) = viewer.layers
     assert widget.image.value is source
-    assert widget.settings.engine.value == "cthnet-small"  # the default model, on top
+    assert widget.settings.engine.value == "thickgrid"  # the default model, on top
     run_and_wait(widget, qtbot)
 
     assert widget.controls.status.value.startswith("added ")
@@ -81,7 +81,7 @@ def test_shipped_model_adds_a_thin_layer_that_overlays_the_input(viewer, widget,
     # The voxels are the engine's, exactly as thinct.upsample_volume (and the CLI) make them.
     expected = upsample_volume(read_volume(EXAMPLES / EXAMPLE_SCAN), model=load_model(None))
     np.testing.assert_array_equal(thin.data, expected.array)
-    assert thin.metadata["thinct"]["made_by"] == "cthnet-small"
+    assert thin.metadata["thinct"]["made_by"] == "thickgrid"
     assert thin.contrast_limits == list(WINDOWS["lung"].contrast_limits)
 
 

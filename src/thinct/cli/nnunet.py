@@ -90,7 +90,7 @@ def convert(
             "--model",
             metavar="SPEC",
             help="The model for the CT channels, as for `thinct upsample --model` "
-            "(default: the shipped cthnet-small).",
+            "(default: the shipped thickgrid).",
         ),
     ] = None,
     spacing: Spacing = None,

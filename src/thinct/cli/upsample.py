@@ -150,7 +150,7 @@ def upsample(
             "--model",
             metavar="SPEC",
             help="The model that predicts the thin slices: a registered name (see thinct "
-            "models; default: the shipped cthnet-small), a model folder (config.json + "
+            "models; default: the shipped thickgrid), a model folder (config.json + "
             "model.safetensors), hf://owner/repo\\[@revision] on the Hugging Face Hub, or an "
             "official checkpoint file.",
         ),

@@ -45,7 +45,7 @@ class RegistryEntry:
 
 _REGISTRY: dict[str, RegistryEntry] = {}
 # What `thinct upsample` and `thinct.load_model()` use when no model is named.
-DEFAULT_MODEL = "cthnet-small"
+DEFAULT_MODEL = "thickgrid"
 
 
 def register_model(entry: RegistryEntry) -> None:
@@ -104,8 +104,9 @@ register_model(
             in_plane_heads=4,
             interpolation_residual=True,
         ),
-        "A small CTHNet for CPUs, trained on chest and head CT (the default model): 8 x 5 mm "
-        "slices to 36 x 1 mm slots, 0.2 M parameters, a correction to linear interpolation",
+        "A small CTHNet for CPUs, trained on chest and head CT (the default before "
+        "thickgrid): 8 x 5 mm slices to 36 x 1 mm slots, 0.2 M parameters, a correction to "
+        "linear interpolation",
         weights="cthnet-small",
     )
 )
@@ -121,9 +122,10 @@ register_model(
     RegistryEntry(
         "thickgrid",
         ThickGridConfig(),
-        "ThickGridNet, thinct's CPU-efficient network: a (2+1)D residual convolution network on "
-        "the thick grid, 8 x 5 mm slices to 36 x 1 mm slots, a correction to linear "
-        "interpolation, 0.1 M parameters",
+        "ThickGridNet, thinct's CPU-efficient network, trained on chest and head CT (the "
+        "default model): a (2+1)D residual convolution network on the thick grid, 8 x 5 mm "
+        "slices to 36 x 1 mm slots, a correction to linear interpolation, 0.1 M parameters",
+        weights="thickgrid",
     )
 )
 register_model(
