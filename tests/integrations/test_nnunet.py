@@ -34,6 +34,7 @@ from thinct._version import __version__
 from thinct.cli.app import main
 from thinct.geometry import Grid, thin_grid
 from thinct.integrations.nnunet.convert import JOURNAL
+from thinct.models import DEFAULT_MODEL
 from thinct.resample.interpolation import interpolate
 from thinct.volume import Volume
 
