@@ -14,10 +14,12 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from helpers.cli import assert_ok, assert_one_error, thinct, thinct_in_process, write_dicom
+from helpers.dicom_series import build_series
 from helpers.paths import EXAMPLES, real_dicom_folder
 from helpers.volumes import DIRECTIONS, hu_array, make_image
 
-from thinct.io import write_volume
+from thinct.io import read_volume, write_volume
+from thinct.io.dicom import with_patient
 from thinct.volume import Volume
 
 THICK = EXAMPLES / "lidc0002_crop_5mm.nii.gz"
@@ -73,11 +75,7 @@ def first_slice(folder: Path) -> pydicom.Dataset:
 def test_series_from_a_nifti_is_valid_and_converts_to_one_volume(tmp_path):
     assert_ok(thinct("upsample", THICK, tmp_path / "thin", "--method", "linear", "--quiet"))
     assert_ok(thinct("upsample", THICK, tmp_path / "thin.nii.gz", "--method", "linear", "--quiet"))
-    assert validation_errors(tmp_path / "thin") == []
-    volumes = converted(tmp_path / "thin", tmp_path / "dcm2niix")
-    assert len(volumes) == 1, volumes
-    reference = sitk.ReadImage(str(tmp_path / "thin.nii.gz"))
-    assert_same_volume(sitk.ReadImage(str(volumes[0])), reference)
+    # The headers first: checked even where the tools below are missing.
     files = [pydicom.dcmread(p, stop_before_pixels=True) for p in (tmp_path / "thin").iterdir()]
     for key in ("StudyInstanceUID", "StudyDate", "StudyTime", "PatientID", "SeriesTime"):
         assert len({str(f.get(key)) for f in files}) == 1, key
@@ -90,6 +88,11 @@ def test_series_from_a_nifti_is_valid_and_converts_to_one_volume(tmp_path):
     assert [float(v) for v in header.WindowWidth] == [400.0, 1500.0]
     for keyword in ("Manufacturer", "KVP", "AcquisitionNumber", "PositionReferenceIndicator"):
         assert keyword in header and header[keyword].value in ("", None), keyword
+    assert validation_errors(tmp_path / "thin") == []
+    volumes = converted(tmp_path / "thin", tmp_path / "dcm2niix")
+    assert len(volumes) == 1, volumes
+    reference = sitk.ReadImage(str(tmp_path / "thin.nii.gz"))
+    assert_same_volume(sitk.ReadImage(str(volumes[0])), reference)
 
 
 def test_simulated_thick_series_is_valid_and_converts_to_one_volume(tmp_path):
@@ -142,6 +145,15 @@ def test_patient_of_a_nifti_source_is_settable(tmp_path):
     assert validation_errors(tmp_path / "thin") == []
 
 
+def test_a_non_ascii_patient_id_sets_the_character_set(tmp_path):
+    volume = with_patient(Volume(make_image(hu_array())), "SÃO-PAULO-7", None)
+    write_volume(volume, tmp_path / "thin")
+    header = first_slice(tmp_path / "thin")
+    assert header.SpecificCharacterSet == "ISO_IR 192"
+    assert header.PatientID == "SÃO-PAULO-7"
+    assert validation_errors(tmp_path / "thin") == []
+
+
 @pytest.mark.parametrize(
     ("value", "option"),
     [("A\\B", "--patient-id"), ("x" * 65, "--patient-id"), (" ", "--patient-name")],
@@ -166,6 +178,27 @@ def test_a_dicom_source_keeps_its_patient(tmp_path, capfd):
     )
     assert_one_error(result, 2, "stays with its own patient", "--patient-name")
     assert not (tmp_path / "thin").exists()
+
+
+def test_a_dicom_source_without_patient_or_window_gives_a_valid_series(tmp_path):
+    """Type 2 attributes a DICOM source lacks are written empty; a missing window is the
+    default one; the per-slice exposure of a tube-current-modulated scan is not copied."""
+    source = tmp_path / "source"
+    files = build_series(
+        source, hu_array((4, 16, 16)), XRayTubeCurrent=310, Exposure=155, ExposureTime=500
+    )
+    for path in files:
+        dataset = pydicom.dcmread(path)
+        del dataset.PatientName, dataset.PatientID, dataset.StudyID
+        dataset.save_as(path)
+    write_volume(read_volume(source), tmp_path / "thin")
+    header = first_slice(tmp_path / "thin")
+    for keyword in ("PatientName", "PatientID", "StudyID"):
+        assert keyword in header and header[keyword].value in ("", None), keyword
+    assert [float(v) for v in header.WindowCenter] == [40.0, -600.0]
+    for keyword in ("XRayTubeCurrent", "Exposure", "ExposureTime"):
+        assert keyword not in header, keyword
+    assert validation_errors(tmp_path / "thin") == []
 
 
 def test_real_dicom_source_carries_its_acquisition(tmp_path):

@@ -21,6 +21,8 @@ from helpers.paths import real_dicom_folder
 
 from thinct.node.database import Queue
 
+MR = {"Modality": "MR", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.4"}
+
 
 def instance_positions(orthanc: Orthanc, series_id: str) -> np.ndarray:
     """The z of every instance of an Orthanc series, sorted."""
@@ -42,6 +44,7 @@ def wait_for_thin_series(orthanc: Orthanc, count: int, instances: int, timeout: 
     return wait_for(done, timeout, f"{count} thin series of {instances} instances in Orthanc")
 
 
+@pytest.mark.slow  # a minute or more: .ci/run runs it with the slow tests
 def test_real_series_sent_through_orthanc_comes_back_thin(orthanc, start_node, tmp_path):
     source = real_dicom_folder()
     node = start_node()
@@ -64,11 +67,14 @@ def test_real_series_sent_through_orthanc_comes_back_thin(orthanc, start_node, t
     study = orthanc.get(f"/series/{thin['ID']}/study")["MainDicomTags"]
     source_study = orthanc.get(f"/series/{series_id}/study")["MainDicomTags"]
     assert study["StudyInstanceUID"] == source_study["StudyInstanceUID"]
-    name = str(pydicom.dcmread(next(source.glob("*.dcm")), stop_before_pixels=True).PatientName)
+    header = pydicom.dcmread(next(source.glob("*.dcm")), stop_before_pixels=True)
     node.wait_for_log("sent 320 instances")
-    assert name and name not in node.log()
+    # This series' PatientID is its PatientName; the ten series below have distinct ones.
+    for patient in (str(header.PatientName), str(header.PatientID)):
+        assert patient and patient not in node.log()
 
 
+@pytest.mark.slow  # a minute or more: .ci/run runs it with the slow tests
 def test_killed_mid_job_and_mid_send_the_series_still_arrives_once(orthanc, start_node):
     """SIGKILL while processing, restart; SIGKILL while sending, restart: one thin series."""
     source = real_dicom_folder()
@@ -78,8 +84,9 @@ def test_killed_mid_job_and_mid_send_the_series_still_arrives_once(orthanc, star
     node.signal(signal.SIGKILL)
     node = start_node("--method", "bspline", method="")
     node.wait_for_log("waits again")
-    node.wait_for_log("thin slices of series")
+    node.wait_for_log("sending series")
     node.signal(signal.SIGKILL)
+    assert "sent 320 instances" not in node.log()  # killed while sending
     node = start_node("--method", "bspline", method="")
     wait_for_thin_series(orthanc, 1, 320)
     node.wait_for_log("sent 320 instances")
@@ -100,7 +107,7 @@ def test_orthanc_down_while_sending_then_back(orthanc, start_node, tmp_path):
 
 def test_series_that_are_not_thick_axial_ct_are_ignored(orthanc, start_node, tmp_path):
     node = start_node()
-    mr = thick_series(tmp_path / "mr", Modality="MR", SOPClassUID="1.2.840.10008.5.1.4.1.1.4")
+    mr = thick_series(tmp_path / "mr", **MR)
     thin = thick_series(tmp_path / "thin", slices=8)
     for path in thin:  # 1 mm apart instead of 5
         dataset = pydicom.dcmread(path)
@@ -110,9 +117,14 @@ def test_series_that_are_not_thick_axial_ct_are_ignored(orthanc, start_node, tmp
     assert send(mr, orthanc.node_port) == [0] * 6
     assert send(thin, orthanc.node_port) == [0] * 8
     node.wait_for_log("ignored series", count=2)
-    assert "MR, not CT" in node.log()
+    assert "MR Image Storage, not CT Image Storage" in node.log()
     assert "slice spacing 1.00 mm, below 2 mm" in node.log()
-    assert send(thick_series(tmp_path / "thick"), orthanc.node_port) == [0] * 6
+    # An instance of another class in a CT series is not kept and does not close the series.
+    thick = thick_series(tmp_path / "thick")
+    uid = str(pydicom.dcmread(thick[0]).SeriesInstanceUID)
+    stray = thick_series(tmp_path / "stray", slices=1, series_uid=uid, **MR)
+    assert send(thick[:3] + stray + thick[3:], orthanc.node_port) == [0] * 7
+    node.wait_for_log(f"of series {uid} not kept: MR Image Storage")
     wait_for_thin_series(orthanc, 1, 30)
     node.wait_for_log("sent 30 instances")
     report = subprocess.run(
@@ -147,11 +159,16 @@ def test_strangers_are_refused(orthanc, start_node, tmp_path):
 
 
 def test_an_allowed_title_from_another_host_is_refused(orthanc, start_node, tmp_path):
-    node = start_node("--allow", "REMOTE@192.0.2.7")
+    node = start_node("--allow", "REMOTE@192.0.2.7", "--allow", "*@192.0.2.8")
     assert echo(orthanc.node_port, ae_title="REMOTE") is None
     assert "refused association from REMOTE at 127.0.0.1" in node.log()
+    # '*@192.0.2.8' lets any title in from that host only, and no stranger from here.
+    assert echo(orthanc.node_port, ae_title="STRANGER") is None
+    assert "refused association from STRANGER at 127.0.0.1" in node.log()
+    assert echo(orthanc.node_port) == 0
 
 
+@pytest.mark.slow  # a minute or more: .ci/run runs it with the slow tests
 def test_ten_series_from_three_associations_each_processed_once(orthanc, start_node, tmp_path):
     node = start_node()
     series = [thick_series(tmp_path / f"s{k}", seed=k) for k in range(10)]
@@ -166,6 +183,7 @@ def test_ten_series_from_three_associations_each_processed_once(orthanc, start_n
     wait_for_thin_series(orthanc, 10, 30)
     node.wait_for_log("sent 30 instances", count=10)
     assert node.log().count("processing series") == 10
+    assert "Doe^Jane" not in node.log() and "THINCT-0042" not in node.log()  # the patient
     # Sent again: the node answers success, keeps nothing and makes nothing twice.
     assert send(series[0], orthanc.node_port) == [0] * 6
     node.wait_for_log("is closed")
@@ -179,7 +197,7 @@ def test_a_full_spool_refuses_instances_and_keeps_running(orthanc, start_node, t
     assert send(thick_series(tmp_path / "series"), orthanc.node_port) == [0xA700] * 6
     assert echo(orthanc.node_port) == 0
     assert "less than" in node.log()
-    queue = Queue(node.spool)
+    queue = Queue(node.spool, read_only=True)
     try:
         assert sum(queue.counts().values()) == 0
     finally:
@@ -194,13 +212,24 @@ def test_retention_zero_deletes_the_spool_data_once_sent(orthanc, start_node, tm
     assert not any((node.spool / "outgoing").iterdir())
 
 
+@pytest.mark.slow  # a minute or more: .ci/run runs it with the slow tests
 def test_sigterm_stops_gracefully_and_the_job_resumes(orthanc, start_node):
     source = real_dicom_folder()
     node = start_node("--method", "bspline", method="")
     orthanc.send_to_node(orthanc.upload(source))
     node.wait_for_log("processing series")
     assert node.signal(signal.SIGTERM) == 0
+    uid = str(
+        pydicom.dcmread(next(source.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID
+    )
     assert "stopping (SIGTERM)" in node.log()
+    assert f"stopping: series {uid} waits again" in node.log()
+    queue = Queue(node.spool, read_only=True)
+    try:
+        row = queue.series(uid)
+    finally:
+        queue.close()
+    assert row is not None and (row.state, row.attempts) == ("waiting", 0)  # not counted
     node = start_node("--method", "bspline", method="")
     wait_for_thin_series(orthanc, 1, 320)
 
@@ -209,9 +238,11 @@ def test_stow_rs_destination(orthanc, start_node, tmp_path):
     if not orthanc.get("/plugins"):
         pytest.skip("Orthanc's DICOMweb plugin is not installed (orthanc-dicomweb)")
     node = start_node("--destination", f"{orthanc.url}/dicom-web")
-    assert send(thick_series(tmp_path / "series"), orthanc.node_port) == [0] * 6
-    node.wait_for_log(f"to {orthanc.url}/dicom-web")
-    node.wait_for_log("sent 30 instances", count=2)
+    files = thick_series(tmp_path / "series")
+    uid = str(pydicom.dcmread(files[0]).SeriesInstanceUID)
+    assert send(files, orthanc.node_port) == [0] * 6
+    node.wait_for_log(f"sent 30 instances of series {uid} to {orthanc.url}/dicom-web\n")
+    node.wait_for_log(f"sent 30 instances of series {uid} to {orthanc.destination}\n")
     # The same instances by C-STORE and by STOW-RS: Orthanc keeps one series.
     wait_for_thin_series(orthanc, 1, 30)
 

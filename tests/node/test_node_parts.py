@@ -1,5 +1,5 @@
-"""The node's parts on their own: settings, which series are processed, and the queue's states
-(including what a restart finds)."""
+"""The node's parts on their own: settings, which instances are taken in and which series are
+processed, and the spool. The queue has its own tests (test_node_queue.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from helpers.cli import assert_one_error, thinct_in_process
 from helpers.dicom_series import thick_series
 
 from thinct.errors import UsageError
-from thinct.node.database import Queue
+from thinct.inference.options import InferenceOptions
 from thinct.node.selection import rejection
 from thinct.node.settings import Caller, Destination, NodeSettings, load_settings
 from thinct.node.spool import Spool, is_uid
@@ -54,6 +54,15 @@ def test_callers():
     assert "127.0.0.1" in Caller.parse("PACS@localhost").addresses
     with pytest.raises(UsageError, match="host 'no-such-host.invalid' is unknown"):
         Caller.parse("PACS@no-such-host.invalid")
+    with pytest.raises(UsageError, match="no host after '@'"):
+        Caller.parse("PACS@")
+
+
+def test_any_title_from_one_host():
+    """``*@HOST``: every AE title of that host, and nobody from elsewhere."""
+    host = Caller.parse("*@127.0.0.1")
+    assert host.any_title and host.admits("ANYONE", "127.0.0.1")
+    assert not host.admits("ANYONE", "203.0.113.9")
 
 
 @pytest.mark.parametrize(
@@ -66,6 +75,13 @@ def test_callers():
         ({"port": 70000}, "--port 70000"),
         ({"ae_title": ""}, "is not an AE title"),
         ({"quiet_period": 0}, "quiet_period"),
+        ({"method": "linear", "tile": 256}, "apply to models, not to --method"),
+        ({"method": "linear", "device": "cpu"}, "apply to models, not to --method"),
+        ({"method": "cubic"}, "method 'cubic' is not one of"),
+        ({"device": "gpu"}, "device 'gpu' is not one of"),
+        ({"precision": "fp8"}, "precision 'fp8' is not one of"),
+        ({"consistency": "boxcar3"}, "consistency must be one of"),
+        ({"batch_size": 0}, "batch_size"),
     ],
 )
 def test_settings_are_checked(change, reason):
@@ -83,6 +99,13 @@ def test_command_line_overrides_the_config_file(tmp_path):
     settings = load_settings(config, {"port": 5000, "allow": (), "ae_title": None})
     assert settings.port == 5000 and settings.quiet_period == 30.0
     assert settings.allow == ("PACS",) and settings.spool == "/var/spool/thinct"
+    assert settings.inference_options() == InferenceOptions()  # the engine's defaults
+    config.write_text(
+        "spool: s\nallow: [PACS]\ndestinations: ['PACS@pacs:104']\ntile: 256\nz-overlap: 3\n",
+        encoding="utf-8",
+    )
+    options = load_settings(config, {"batch_size": 4}).inference_options()
+    assert (options.tile, options.z_overlap, options.batch_size) == (256, 3, 4)
     config.write_text("bogus: 1\nspool: s\n", encoding="utf-8")
     with pytest.raises(UsageError, match="unknown key bogus"):
         load_settings(config, BASE)
@@ -109,6 +132,10 @@ def test_thick_axial_ct_is_selected(tmp_path):
         ({}, {"min_spacing": 6.0}, "slice spacing 5.00 mm, below 6 mm"),
         ({}, {"descriptions": ("*lung*",)}, "matches none of the patterns"),
         ({"ImageOrientationPatient": [0, 1, 0, 0, 0, -1]}, {}, "90 degrees from axial"),
+        ({"ImageOrientationPatient": [1, 0, 0, 0]}, {}, "without 6 values"),
+        ({"ImageOrientationPatient": [1, 0, 0, 0, 1]}, {}, "without 6 values"),
+        ({"ImagePositionPatient": [0, 0]}, {}, "an ImagePositionPatient without 3"),
+        ({"ImageOrientationPatient": [0, 0, 0, 0, 0, 0]}, {}, "not directions"),
     ],
 )
 def test_other_series_are_ignored_with_a_reason(tmp_path, tags, change, reason):
@@ -126,65 +153,35 @@ def test_description_patterns_select(tmp_path):
     assert rejection(tmp_path / "series", settings(descriptions=("*LUNG*",))) is None
 
 
+@pytest.mark.parametrize(
+    ("keyword", "value", "reason"),
+    [
+        (
+            "ImageOrientationPatient",
+            [1, 0, 0, 0, 1],
+            "ImageOrientationPatient with 5 values, not 6",
+        ),
+        ("ImagePositionPatient", [0, 0], "ImagePositionPatient with 2 values, not 3"),
+        ("PixelSpacing", [0.7], "PixelSpacing with 1 value, not 2"),
+        ("PixelData", b"", "no PixelData"),
+    ],
+)
+def test_instances_without_usable_geometry_are_refused(tmp_path, keyword, value, reason):
+    pytest.importorskip("pynetdicom")
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    from thinct.node.receiver import incomplete_instance
+
+    dataset = pydicom.dcmread(thick_series(tmp_path / "series", slices=1)[0])
+    assert incomplete_instance(dataset, ImplicitVRLittleEndian) is None
+    setattr(dataset, keyword, value)
+    assert incomplete_instance(dataset, ImplicitVRLittleEndian) == reason
+
+
 def test_uids_are_checked_before_they_name_files():
     assert is_uid("1.2.840.10008.5.1.4.1.1.2")
-    for bad in ("../etc", "1..2", "1.2.", "", "1" * 65, "1.2/3"):
+    for bad in ("../etc", "1..2", "1.2.", "", "1" * 65, "1.2/3", "1.2\n"):
         assert not is_uid(bad)
-
-
-def test_the_queue_moves_a_series_through_its_states(tmp_path):
-    queue = Queue(tmp_path)
-    queue.add_instance("1.2.3", "1.2.3.1")
-    queue.add_instance("1.2.3", "1.2.3.1")  # sent twice: counted once
-    queue.add_instance("1.2.3", "1.2.3.2")
-    assert queue.series("1.2.3").instances == 2
-    assert queue.complete_series(quiet_period=3600) == []
-    assert queue.complete_series(quiet_period=0) == ["1.2.3"]
-    queue.set_waiting("1.2.3")
-    assert queue.take_next() == "1.2.3"
-    assert queue.take_next() is None
-    queue.processed("1.2.3", "out", ["A@h:1", "B@h:2"])
-    assert [d.destination for d in queue.due_deliveries()] == ["A@h:1", "B@h:2"]
-    queue.delivered("1.2.3", "A@h:1")
-    assert queue.delivery_failed("1.2.3", "B@h:2", "refused", wait=3600) == 1
-    assert queue.due_deliveries() == [] and queue.series("1.2.3").state == "sending"
-    assert any("refused" in problem[2] for problem in queue.recent_problems())
-    queue.delivery_failed("1.2.3", "B@h:2", "refused", wait=0)
-    queue.delivered("1.2.3", "B@h:2")
-    assert queue.series("1.2.3").state == "sent"
-    assert queue.expired(retention_hours=1) == []
-    assert queue.expired(retention_hours=0) == ["1.2.3"]
-    queue.purged("1.2.3")
-    assert queue.expired(retention_hours=0) == []
-    assert queue.counts()["sent"] == 1
-    queue.close()
-
-
-def test_a_restart_requeues_interrupted_work_until_it_fails(tmp_path):
-    queue = Queue(tmp_path)
-    queue.add_instance("1.5", "1.5.1")
-    queue.complete_series(0)
-    queue.set_waiting("1.5")
-    queue.take_next()
-    queue.close()
-    queue = Queue(tmp_path)  # the node died while processing
-    assert queue.requeue_interrupted(max_attempts=2) == ["1.5"]
-    assert queue.take_next() == "1.5"
-    assert queue.requeue_interrupted(max_attempts=2) == []
-    assert queue.series("1.5").state == "failed"
-    assert "interrupted 2 times" in queue.series("1.5").reason
-    queue.close()
-
-
-def test_a_failed_attempt_waits_again_until_the_last(tmp_path):
-    queue = Queue(tmp_path)
-    queue.add_instance("1.6", "1.6.1")
-    queue.set_waiting("1.6")  # only from received
-    queue.take_next()
-    assert queue.processing_failed("1.6", "unreadable", max_attempts=2) == "waiting"
-    queue.take_next()
-    assert queue.processing_failed("1.6", "unreadable", max_attempts=2) == "failed"
-    queue.close()
 
 
 def test_the_spool_stores_durably_and_refuses_when_full(tmp_path):

@@ -1,6 +1,7 @@
 """`thinct serve`: run thinct as a DICOM node beside a PACS; `thinct serve status`: what its
-queue holds. The options override the values of ``--config FILE.yaml`` (same names, with
-underscores); see docs/dicom-node.md."""
+queue holds; `thinct serve forget`: drop a series so that it is made again. The options
+override the values of ``--config FILE.yaml`` (same names, with underscores); see
+docs/dicom-node.md."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from thinct.cli.boundary import error_boundary
-from thinct.cli.options import Device, Method, Precision, command_group
+from thinct.cli.options import Consistency, Device, Method, Precision, command_group
 from thinct.errors import UsageError
+from thinct.inference.options import InferenceOptions
 from thinct.reporting import Reporter
 
 if TYPE_CHECKING:  # the node's modules import pynetdicom, an optional dependency
     from thinct.node.service import StopRequest
 
+ENGINE = InferenceOptions()  # the engine's defaults, for the help
 app = command_group("serve", "Run thinct as a DICOM node: receive thick CT, send thin CT on.")
 app.info.no_args_is_help = False
 app.info.invoke_without_command = True
@@ -62,7 +65,7 @@ def serve(
             "--allow",
             metavar="AE[@HOST]",
             help="A calling AE title that may send (from HOST only, if given); repeatable; "
-            "'*' allows every caller.",
+            "'*@HOST' allows every AE title of HOST, '*' every caller.",
             show_default=False,
         ),
     ] = None,
@@ -91,9 +94,42 @@ def serve(
         float | None,
         typer.Option("--spacing", metavar="MM", help="Thin slice spacing (default: 1.0)."),
     ] = None,
+    consistency: Annotated[
+        Consistency | None,
+        typer.Option(
+            "--consistency",
+            help="Correct the thin slices to average back to the thick ones for this slice "
+            "profile (default: none).",
+            show_default=False,
+        ),
+    ] = None,
+    # The engine's options, declared here rather than taken from thinct.cli.options: there
+    # they default to the engine's values, here None lets the settings file fill them.
     device: Annotated[Device | None, typer.Option("--device", help="Where the model runs.")] = None,
     precision: Annotated[
         Precision | None, typer.Option("--precision", help="Model arithmetic.")
+    ] = None,
+    tile: Annotated[
+        int | None,
+        typer.Option(
+            "--tile", metavar="PX", help=f"In-plane tile size for a model (default: {ENGINE.tile})."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            metavar="N",
+            help=f"Tiles per model forward pass (default: {ENGINE.batch_size}).",
+        ),
+    ] = None,
+    z_overlap: Annotated[
+        int | None,
+        typer.Option(
+            "--z-overlap",
+            metavar="N",
+            help=f"Thick slices shared by consecutive model windows (default: {ENGINE.z_overlap}).",
+        ),
     ] = None,
     min_spacing: Annotated[
         float | None,
@@ -151,8 +187,12 @@ def serve(
         model=model,
         method=None if method is None else method.value,
         spacing=spacing,
+        consistency=None if consistency is None else consistency.value,
         device=None if device is None else device.value,
         precision=None if precision is None else precision.value,
+        tile=tile,
+        batch_size=batch_size,
+        z_overlap=z_overlap,
         min_spacing=min_spacing,
         quiet_period=quiet_period,
         retention_hours=retention_hours,
@@ -173,6 +213,9 @@ def serve(
             format="%(asctime)s %(levelname)s %(message)s",
         )
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        # Warnings of the libraries the node uses (pydicom's about odd headers, say) go to the
+        # same log; thinct's own warnings reach it through the node (`Maker.make`).
+        logging.captureWarnings(True)
         stop = StopRequest()
         _stop_on_signals(stop)
         Node(settings, stop).run()
@@ -197,3 +240,23 @@ def status(spool: SpoolOption = None) -> None:
         from thinct.node.status import status_report
 
         typer.echo(status_report(spool))
+
+
+@app.command()
+def forget(
+    series_uid: Annotated[
+        str, typer.Argument(metavar="SERIES_UID", help="The Series Instance UID to forget.")
+    ],
+    spool: SpoolOption = None,
+) -> None:
+    """Forget a series, so that it is made again when it is sent again.
+
+    Removes its rows from the node's queue and its data from the spool; refused while the
+    node processes it."""
+    with Reporter(quiet=True) as reporter, error_boundary(reporter):
+        if spool is None:
+            raise UsageError("give --spool DIR, the node's spool folder")
+        from thinct.node.status import forget_series
+
+        forget_series(spool, series_uid)
+        typer.echo(f"forgot series {series_uid}: sent again, it will be made again", err=True)

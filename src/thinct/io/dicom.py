@@ -31,6 +31,8 @@ from thinct.volume import Volume
 # Attributes carried from a DICOM source to its output: the character set, patient, study and
 # frame of reference (so the output files beside its source), and what describes the
 # acquisition and its display (the derived images come from the same scanner and kernel).
+# Not the tube current, exposure and exposure time: under tube-current modulation they vary
+# from slice to slice, and the first slice's values would be wrong for the others.
 COPIED_TAGS = {
     "0008|0005": "SpecificCharacterSet",
     "0010|0010": "PatientName",
@@ -55,9 +57,6 @@ COPIED_TAGS = {
     "0008|0080": "InstitutionName",
     "0018|0010": "ContrastBolusAgent",
     "0018|0060": "KVP",
-    "0018|1150": "ExposureTime",
-    "0018|1151": "XRayTubeCurrent",
-    "0018|1152": "Exposure",
     "0018|1100": "ReconstructionDiameter",
     "0018|1120": "GantryDetectorTilt",
     "0018|1210": "ConvolutionKernel",
@@ -70,9 +69,13 @@ STUDY_UID = "0020|000d"
 PATIENT_ID = "0010|0020"
 PATIENT_NAME = "0010|0010"
 # Type 2 attributes of the CT Image IOD that a source without them (NIfTI, NRRD, MetaImage)
-# cannot fill: present and empty, as the standard allows for "unknown".
+# cannot fill: present and empty, as the standard allows for "unknown". The first five a
+# non-DICOM source's new study fills (`_new_study`); a DICOM source may lack them.
 UNKNOWN_TYPE2 = (
-    "0008|0020",  # StudyDate (a DICOM source may lack it)
+    "0010|0010",  # PatientName
+    "0010|0020",  # PatientID
+    "0020|0010",  # StudyID
+    "0008|0020",  # StudyDate
     "0008|0030",  # StudyTime
     "0010|0030",  # PatientBirthDate
     "0010|0040",  # PatientSex
@@ -85,10 +88,13 @@ UNKNOWN_TYPE2 = (
     "0018|0060",  # KVP
     "0020|0012",  # AcquisitionNumber
 )
-# A new study (non-DICOM source) opens in a soft-tissue window, with a lung window second.
+# An output whose source has no window (a non-DICOM source, or a DICOM one without) opens in
+# a soft-tissue window, with a lung window second.
+WINDOW_CENTER = "0028|1050"
+WINDOW_WIDTH = "0028|1051"
 DEFAULT_WINDOW = {
-    "0028|1050": "40\\-600",
-    "0028|1051": "400\\1500",
+    WINDOW_CENTER: "40\\-600",
+    WINDOW_WIDTH: "400\\1500",
     "0028|1055": "SOFT TISSUE\\LUNG",
 }
 ANONYMOUS_NAME = "ANONYMOUS^PATIENT"
@@ -125,15 +131,15 @@ def with_patient(volume: Volume, patient_id: str | None, patient_name: str | Non
         tags[PATIENT_ID] = patient_id
     if patient_name is not None:
         tags[PATIENT_NAME] = patient_name
-        if not patient_name.isascii():
-            tags["0008|0005"] = "ISO_IR 192"
+    if not all(value is None or value.isascii() for value in (patient_id, patient_name)):
+        tags["0008|0005"] = "ISO_IR 192"
     return replace(volume, dicom_tags=tags)
 
 
 def _new_study(study_uid: str, now: datetime.datetime) -> dict[str, str]:
     """What a DICOM output of a non-DICOM source needs to be one study of one patient: a
     single study date and time (else each file gets its own time and converters split the
-    series), an ID and a window. The default patient is anonymous with an ID of the study's
+    series) and an ID. The default patient is anonymous with an ID of the study's
     own, never empty, so that a PACS never files unrelated scans under one patient."""
     return {
         "0008|0020": now.strftime("%Y%m%d"),
@@ -141,8 +147,14 @@ def _new_study(study_uid: str, now: datetime.datetime) -> dict[str, str]:
         "0020|0010": "1",
         PATIENT_ID: "ANON-" + hashlib.sha256(study_uid.encode()).hexdigest()[:12].upper(),
         PATIENT_NAME: ANONYMOUS_NAME,
-        **DEFAULT_WINDOW,
     }
+
+
+def _window(tags: dict[str, str]) -> dict[str, str]:
+    """The source's window when it has one (centre and width), else `DEFAULT_WINDOW`."""
+    if tags.get(WINDOW_CENTER) and tags.get(WINDOW_WIDTH):
+        return {}
+    return DEFAULT_WINDOW
 
 
 def _image_type(normal: np.ndarray) -> str:
@@ -335,6 +347,7 @@ def write_series(volume: Volume, folder: Path, description: str) -> None:
         "0020|0052": new_uid(),
         **study,
         **volume.dicom_tags,
+        **_window(volume.dicom_tags),
         "0020|000e": new_uid(),
         "0020|0011": "9001",
         "0008|0021": now.strftime("%Y%m%d"),

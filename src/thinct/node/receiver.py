@@ -20,6 +20,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     JPEG2000,
+    UID,
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -35,7 +36,7 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from thinct.node.database import CLOSED_STATES, Queue
-from thinct.node.settings import ALLOW_ANY, NodeSettings
+from thinct.node.settings import NodeSettings
 from thinct.node.spool import Spool, SpoolFull, is_uid
 
 LOG = logging.getLogger("thinct.node")
@@ -58,6 +59,8 @@ CT_TRANSFER_SYNTAXES = [
     JPEGBaseline8Bit,
 ]
 _UNCOMPRESSED = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian}
+# The geometry attributes and how many values each must have.
+_VALUE_COUNTS = {"ImagePositionPatient": 3, "ImageOrientationPatient": 6, "PixelSpacing": 2}
 
 
 def incomplete_instance(dataset: Dataset, transfer_syntax: str) -> str | None:
@@ -77,6 +80,10 @@ def incomplete_instance(dataset: Dataset, transfer_syntax: str) -> str | None:
             return f"no {keyword}"
     if not (is_uid(str(dataset.SeriesInstanceUID)) and is_uid(str(dataset.SOPInstanceUID))):
         return "a malformed UID"
+    for keyword, count in _VALUE_COUNTS.items():
+        found = dataset[keyword].VM
+        if found != count:
+            return f"{keyword} with {found} value{'' if found == 1 else 's'}, not {count}"
     if transfer_syntax in _UNCOMPRESSED:
         samples = int(dataset.get("SamplesPerPixel", 1))
         expected = int(dataset.Rows) * int(dataset.Columns) * samples * dataset.BitsAllocated // 8
@@ -95,7 +102,9 @@ class Receiver:
         self.callers = settings.callers()
         self.ae = AE(ae_title=settings.ae_title)
         self.ae.maximum_associations = 16
-        if not any(c.ae_title == ALLOW_ANY for c in self.callers):
+        # Titles are refused during negotiation; hosts once the association is established
+        # (`_established`), which also covers a title-less ``*@HOST``.
+        if not any(caller.any_title for caller in self.callers):
             self.ae.require_calling_aet = sorted({c.ae_title for c in self.callers})
         self.ae.add_supported_context(Verification)
         self.ae.add_supported_context(CTImageStorage, CT_TRANSFER_SYNTAXES)
@@ -120,6 +129,7 @@ class Receiver:
         )
 
     def stop(self) -> None:
+        """Stop listening. A store still in progress finishes; `Queue.close` waits for it."""
         if self.server is not None:
             self.server.shutdown()
             self.server = None
@@ -184,6 +194,8 @@ class Receiver:
         assert dataset is not None
         series_uid, sop_uid = str(dataset.SeriesInstanceUID), str(dataset.SOPInstanceUID)
         with self.queue.intake:
+            if self.queue.closed:  # the node is stopping: the sender keeps the instance
+                return OUT_OF_RESOURCES
             if self.queue.state_of(series_uid) in CLOSED_STATES:
                 LOG.info("series %s is closed: instance %s not kept", series_uid, sop_uid)
                 return SUCCESS
@@ -199,12 +211,27 @@ class Receiver:
         return SUCCESS
 
     def _ignore_other(self, event: evt.Event) -> int:
-        """Acknowledge a non-CT instance without keeping it; log the series once."""
+        """Acknowledge an instance of another storage class without keeping it. Its series
+        is entered as ignored when it is new, with one log line; an instance of another class
+        in a CT series (a dose report sharing its UID, say) leaves that series alone."""
+        sop_class = UID(event.request.AffectedSOPClassUID)
+        reason = f"{sop_class.name}, not {CTImageStorage.name}"
         try:
             series_uid = str(event.dataset.SeriesInstanceUID)
-            modality = str(event.dataset.get("Modality", "")) or "unknown modality"
         except Exception:  # noqa: BLE001 - a broken non-CT instance is ignored all the same
             return SUCCESS
-        if is_uid(series_uid) and self.queue.ignore(series_uid, f"{modality}, not CT"):
-            LOG.info("ignored series %s: %s, not CT", series_uid, modality)
+        if not is_uid(series_uid):
+            return SUCCESS
+        with self.queue.intake:
+            if self.queue.closed:
+                return OUT_OF_RESOURCES
+            if self.queue.ignore_new(series_uid, reason):
+                LOG.info("ignored series %s: %s", series_uid, reason)
+            elif self.queue.state_of(series_uid) != "ignored":
+                LOG.info(
+                    "instance %s of series %s not kept: %s",
+                    event.request.AffectedSOPInstanceUID,
+                    series_uid,
+                    reason,
+                )
         return SUCCESS

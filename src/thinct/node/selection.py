@@ -43,11 +43,16 @@ def rejection(folder: Path, settings: NodeSettings) -> str | None:
         positions = np.array([[float(v) for v in h.ImagePositionPatient] for h in headers])
     except (AttributeError, ValueError, TypeError):
         return "no usable ImageOrientationPatient or ImagePositionPatient"
+    if orientation.shape != (6,) or positions.shape != (len(headers), 3):
+        return "an ImageOrientationPatient without 6 values or an ImagePositionPatient without 3"
     normal = np.cross(orientation[:3], orientation[3:])
-    tilt = math.degrees(math.acos(min(1.0, abs(float(normal[2])) / np.linalg.norm(normal))))
+    length = float(np.linalg.norm(normal))
+    if not length > 0:  # also NaN
+        return "an ImageOrientationPatient whose rows and columns are not directions"
+    tilt = math.degrees(math.acos(min(1.0, abs(float(normal[2])) / length)))
     if tilt > settings.max_tilt:
         return f"slices {tilt:.0f} degrees from axial (at most {settings.max_tilt:g})"
-    spacing = float(np.median(np.diff(np.sort(positions @ normal))))
-    if spacing < settings.min_spacing:
+    spacing = float(np.median(np.diff(np.sort(positions @ normal / length))))
+    if not spacing >= settings.min_spacing:  # also NaN
         return f"slice spacing {spacing:.2f} mm, below {settings.min_spacing:g} mm"
     return None

@@ -1,7 +1,11 @@
 """The node's life: open the queue (resuming whatever a previous run left), load the model, listen,
 and loop: judge the series that went quiet, process the next waiting one, deliver results, and
 delete finished spool data past its retention. A stop request (SIGTERM, Ctrl-C) stops the loop:
-the job in progress is cancelled at its next window and waits again; nothing is lost."""
+the job in progress is cancelled at its next window, a send at its next instance, and both are
+taken up again by the next run; nothing is lost.
+
+The node runs unattended, so no series may stop it: whatever goes wrong with one series is kept
+as that series' reason and the loop goes on (`Node._after_failure`)."""
 
 from __future__ import annotations
 
@@ -13,9 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from thinct._version import __version__
-from thinct.errors import Cancelled, ThinctError
+from thinct.errors import (
+    Cancelled,
+    GeometryError,
+    InputError,
+    ThinctError,
+    UsageError,
+    collected_warnings,
+)
+from thinct.inference.options import InferenceOptions
 from thinct.node.database import Queue
-from thinct.node.delivery import DeliveryError, deliver
+from thinct.node.delivery import DeliveryError, DestinationDown, deliver
 from thinct.node.receiver import Receiver
 from thinct.node.selection import rejection
 from thinct.node.settings import NodeSettings
@@ -23,6 +35,11 @@ from thinct.node.spool import Spool
 
 LOG = logging.getLogger("thinct.node")
 _TICK = 0.25  # seconds between rounds of the loop when there is nothing to do
+# How long processing rests after the disk filled up (receiving is refused meanwhile by
+# min_free_mb, and sending goes on, which frees space as retention deletes results).
+FULL_DISK_PAUSE = 60.0
+# How thinct words a full disk (`thinct.io.writing`), and the operating system too.
+_NO_SPACE = "no space left on device"
 
 
 @dataclass
@@ -33,18 +50,18 @@ class Maker:
     settings: NodeSettings
     model: Any = None
     model_name: str | None = None
+    options: InferenceOptions | None = None
 
     @classmethod
     def load(cls, settings: NodeSettings) -> Maker:
         if settings.method is not None:
             return cls(settings)
         from thinct.inference.engine import load_checked_model
-        from thinct.inference.options import InferenceOptions
         from thinct.models import model_display_name
 
-        options = InferenceOptions(device=settings.device, precision=settings.precision)
+        options = settings.inference_options()
         model = load_checked_model(settings.model, options)
-        return cls(settings, model, model_display_name(settings.model))
+        return cls(settings, model, model_display_name(settings.model), options)
 
     @property
     def description(self) -> str:
@@ -53,25 +70,47 @@ class Maker:
         )
 
     def make(self, source: Any, target: Any, cancel: Callable[[], bool]) -> None:
-        from thinct.inference.options import InferenceOptions
+        """Make the thin series; the pipeline's warnings go to the log, one line each."""
         from thinct.pipeline import upsample_file
 
-        options = None
-        if self.model is not None:
-            options = InferenceOptions(
-                device=self.settings.device, precision=self.settings.precision
-            )
-        upsample_file(
-            source,
-            target,
-            method=self.settings.method or "bspline",
-            spacing=self.settings.spacing,
-            overwrite=True,
-            model=self.model,
-            model_name=self.model_name,
-            options=options,
-            cancel=cancel,
-        )
+        try:
+            with collected_warnings() as warned:
+                upsample_file(
+                    source,
+                    target,
+                    method=self.settings.method or "bspline",
+                    spacing=self.settings.spacing,
+                    consistency=self.settings.consistency,
+                    overwrite=True,
+                    model=self.model,
+                    model_name=self.model_name,
+                    options=self.options,
+                    cancel=cancel,
+                    notice=LOG.warning,
+                )
+        finally:
+            for message in warned:
+                LOG.warning("%s", message)
+
+
+def failure_handling(error: BaseException) -> str:
+    """What a failed processing attempt means for its series:
+
+    - ``pause``: the disk is full. The series is not at fault: it waits again without the
+      attempt counting, and processing rests for `FULL_DISK_PAUSE`.
+    - ``fail``: the input cannot be processed (unreadable, irregular, too large); it would fail
+      the same way every time.
+    - ``retry``: anything else thinct or the system reports (out of memory, an I/O error):
+      tried again, up to ``max_attempts``.
+    - ``unexpected``: a bug; the series fails, the traceback goes to the log.
+    """
+    if isinstance(error, (OSError, ThinctError)) and _NO_SPACE in str(error).lower():
+        return "pause"
+    if isinstance(error, (InputError, GeometryError, UsageError)):
+        return "fail"
+    if isinstance(error, (ThinctError, MemoryError, OSError)):
+        return "retry"
+    return "unexpected"
 
 
 class StopRequest(threading.Event):
@@ -88,12 +127,20 @@ class StopRequest(threading.Event):
 
 
 class Node:
+    """One running node: its spool, queue and destinations, and the loop that serves them
+    until ``stop`` is set. Receiving happens in the receiver's threads; everything else in
+    the thread that calls `run`, one series at a time."""
+
     def __init__(self, settings: NodeSettings, stop: StopRequest) -> None:
         self.settings = settings
         self.stop = stop
         self.spool = Spool(settings.spool_path, settings.min_free_mb)
         self.queue = Queue(settings.spool_path)
-        self.destinations = settings.parsed_destinations()
+        self.destinations = {d.text: d for d in settings.parsed_destinations()}
+        self._paused_until = 0.0  # time.monotonic() before which nothing is processed
+        # Destinations found down, and the time.monotonic() before which none of their
+        # deliveries is tried: one dead PACS costs one timeout per retry, not one per series.
+        self._down_until: dict[str, float] = {}
 
     def run(self) -> None:
         """Serve until ``stop`` is set."""
@@ -130,21 +177,31 @@ class Node:
             LOG.info("node %s stopped", settings.ae_title)
 
     def _judge_complete_series(self) -> bool:
-        uids = self.queue.complete_series(self.settings.quiet_period)
+        """Queue or ignore each series that went quiet. The headers are read without holding
+        `Queue.intake`, so receiving goes on meanwhile; a series that received an instance
+        since it went quiet keeps receiving and is judged again later."""
+        before = time.time() - self.settings.quiet_period
+        uids = self.queue.complete_series(before)
         for uid in uids:
-            with self.queue.intake:
+            try:
                 reason = rejection(self.spool.series_folder(uid), self.settings)
+            except Exception as error:  # noqa: BLE001 - no series may stop the node (module doc)
+                self._give_up(uid, "judging it", error)
+                continue
+            with self.queue.intake:
                 if reason is None:
-                    self.queue.set_waiting(uid)
+                    judged = self.queue.set_waiting(uid, before)
                 else:
-                    self.queue.ignore(uid, reason)
-            if reason is None:
+                    judged = self.queue.set_ignored(uid, reason, before)
+            if judged and reason is None:
                 LOG.info("series %s is complete: queued", uid)
-            else:
+            elif judged:
                 LOG.info("ignored series %s: %s", uid, reason)
         return bool(uids)
 
     def _process_next(self, maker: Maker) -> bool:
+        if time.monotonic() < self._paused_until:
+            return False
         with self.queue.intake:
             uid = self.queue.take_next()
         if uid is None:
@@ -160,47 +217,89 @@ class Node:
             self.queue.requeue(uid)
             LOG.info("stopping: series %s waits again", uid)
             return True
-        except (ThinctError, MemoryError) as error:
-            reason = str(error) or "out of memory"
-            state = self.queue.processing_failed(uid, reason, self.settings.max_attempts)
-            LOG.error("series %s could not be processed (%s); now %s", uid, reason, state)
+        except Exception as error:  # noqa: BLE001 - no series may stop the node (module doc)
+            # Broad on purpose: under systemd a crash would restart the node into the same
+            # series and the same crash, for ever. `_after_failure` sorts what can go wrong.
+            self._after_failure(uid, error)
             return True
-        self.queue.processed(uid, str(target), [d.text for d in self.destinations])
+        self.queue.processed(uid, list(self.destinations))
         made = len(list(target.glob("*.dcm")))
         seconds = time.monotonic() - started
         LOG.info("made %d thin slices of series %s in %.1f s", made, uid, seconds)
         return True
 
+    def _after_failure(self, uid: str, error: Exception) -> None:
+        handling = failure_handling(error)
+        reason = str(error) or ("out of memory" if isinstance(error, MemoryError) else "")
+        if handling == "pause":
+            self.queue.requeue(uid, reason)
+            self._paused_until = time.monotonic() + FULL_DISK_PAUSE
+            LOG.error(
+                "series %s waits again: %s; processing rests for %.0f s",
+                uid,
+                reason,
+                FULL_DISK_PAUSE,
+            )
+        elif handling == "fail":
+            self.queue.fail(uid, reason)
+            LOG.error("series %s cannot be processed (%s); now failed", uid, reason)
+        elif handling == "retry":
+            state = self.queue.processing_failed(uid, reason, self.settings.max_attempts)
+            LOG.error("series %s could not be processed (%s); now %s", uid, reason, state)
+        else:
+            self._give_up(uid, "processing it", error)
+
+    def _give_up(self, uid: str, during: str, error: Exception) -> None:
+        """A series that met a bug: failed, with the traceback in the log."""
+        reason = f"unexpected error while {during}: {type(error).__name__}: {error}"
+        self.queue.fail(uid, reason)
+        LOG.exception("series %s failed: %s", uid, reason)
+
     def _deliver_due(self) -> bool:
-        due = self.queue.due_deliveries()
-        for delivery in due:
+        """Try the deliveries that are due; whether any was tried."""
+        tried = False
+        for delivery in self.queue.due_deliveries():
             if self.stop.is_set():
                 break
-            destination = next(d for d in self.destinations if d.text == delivery.destination)
-            row = self.queue.series(delivery.series_uid)
-            if row is None:
+            uid, name = delivery.series_uid, delivery.destination
+            destination = self.destinations.get(name)
+            if destination is None:
+                reason = "the destination is no longer in the settings"
+                self.queue.abandon_delivery(uid, name, reason)
+                LOG.warning("abandoned sending series %s to %s: %s", uid, name, reason)
                 continue
-            folder = self.spool.output_folder(row.series_uid)
+            if time.monotonic() < self._down_until.get(name, 0.0):
+                continue
+            tried = True
+            LOG.info("sending series %s to %s", uid, name)
             try:
-                sent = deliver(folder, destination, self.settings.ae_title)
+                sent = deliver(
+                    self.spool.output_folder(uid),
+                    destination,
+                    self.settings.ae_title,
+                    self.stop.is_set,
+                )
+            except Cancelled:
+                LOG.info("stopping: sending series %s to %s starts again later", uid, name)
+                break
             except DeliveryError as error:
                 settings = self.settings
                 wait = min(settings.retry_delay * 2**delivery.attempts, settings.retry_max_delay)
-                attempts = self.queue.delivery_failed(
-                    row.series_uid, destination.text, str(error), wait
-                )
+                attempts = self.queue.delivery_failed(uid, name, str(error), wait)
+                if isinstance(error, DestinationDown):
+                    self._down_until[name] = time.monotonic() + wait
                 LOG.warning(
                     "sending series %s to %s failed (attempt %d: %s); next try in %.0f s",
-                    row.series_uid,
-                    destination.text,
+                    uid,
+                    name,
                     attempts,
                     error,
                     wait,
                 )
                 continue
-            self.queue.delivered(row.series_uid, destination.text)
-            LOG.info("sent %d instances of series %s to %s", sent, row.series_uid, destination.text)
-        return bool(due)
+            self.queue.delivered(uid, name)
+            LOG.info("sent %d instances of series %s to %s", sent, uid, name)
+        return tried
 
     def _purge_expired(self) -> None:
         for uid in self.queue.expired(self.settings.retention_hours):

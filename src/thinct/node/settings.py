@@ -14,11 +14,16 @@ from typing import Any
 import yaml
 
 from thinct.errors import UsageError
+from thinct.inference.options import DEVICES, PRECISIONS, InferenceOptions
+from thinct.resample.consistency import check_consistency
+from thinct.resample.interpolation import METHODS
 from thinct.validation import at_least, build, positive
 
 # An AE title: 1-16 characters of the default repertoire, no backslash, not only spaces.
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 ALLOW_ANY = "*"
+# The settings that say how a model runs (`InferenceOptions`); None leaves the engine's default.
+ENGINE_SETTINGS = ("device", "precision", "tile", "batch_size", "z_overlap")
 
 
 def check_ae_title(title: str, what: str) -> str:
@@ -61,26 +66,29 @@ class Destination:
 
 @dataclass(frozen=True)
 class Caller:
-    """A calling AE the node accepts, optionally only from one host (``AE@HOST``); ``*``
-    accepts everyone."""
+    """A calling AE the node accepts (``AE``), optionally only from one host (``AE@HOST``).
+    The title ``*`` stands for any title: ``*@HOST`` accepts every AE of that host, and ``*``
+    alone every caller."""
 
     ae_title: str
     addresses: frozenset[str] = frozenset()  # empty: any host
 
     @classmethod
     def parse(cls, text: str) -> Caller:
-        if text == ALLOW_ANY:
-            return cls(ALLOW_ANY)
-        title, _, host = text.partition("@")
-        title = check_ae_title(title, f"--allow {text!r}: AE title")
+        title, at, host = text.partition("@")
+        if at and not host:
+            raise UsageError(f"--allow {text!r}: no host after '@'")
+        if title != ALLOW_ANY:
+            title = check_ae_title(title, f"--allow {text!r}: AE title")
         return cls(title, _addresses(host, text) if host else frozenset())
 
+    @property
+    def any_title(self) -> bool:
+        return self.ae_title == ALLOW_ANY
+
     def admits(self, ae_title: str, address: str) -> bool:
-        if self.ae_title == ALLOW_ANY:
-            return True
-        return ae_title.strip() == self.ae_title and (
-            not self.addresses or address in self.addresses
-        )
+        title_fits = self.any_title or ae_title.strip() == self.ae_title
+        return title_fits and (not self.addresses or address in self.addresses)
 
 
 def _addresses(host: str, text: str) -> frozenset[str]:
@@ -106,12 +114,17 @@ class NodeSettings:
     ae_title: str = "THINCT"
     host: str = "0.0.0.0"
     port: int = positive(11112)
-    # What makes the thin slices: a model spec (None: the default model) or an interpolation.
+    # What makes the thin slices: a model spec (None: the default model) or an interpolation,
+    # and how a model runs (None: the engine's default, as for `thinct upsample`).
     model: str | None = None
     method: str | None = None
     spacing: float = positive(1.0)
-    device: str = "auto"
-    precision: str = "fp32"
+    consistency: str = "none"
+    device: str | None = None
+    precision: str | None = None
+    tile: int | None = positive(None)
+    batch_size: int | None = positive(None)
+    z_overlap: int | None = positive(None)
     # Which series are processed.
     min_spacing: float = positive(2.0)
     min_slices: int = positive(3)
@@ -145,6 +158,18 @@ class NodeSettings:
             Caller.parse(text)
         if self.model is not None and self.method is not None:
             raise UsageError("give --model or --method, not both")
+        if self.method is not None and self.method not in METHODS:
+            raise UsageError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.method is not None and any(getattr(self, n) is not None for n in ENGINE_SETTINGS):
+            raise UsageError(
+                "--device, --precision, --tile, --batch-size and --z-overlap apply to models, "
+                "not to --method"
+            )
+        if self.device is not None and self.device not in DEVICES:
+            raise UsageError(f"device {self.device!r} is not one of {', '.join(DEVICES)}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise UsageError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        check_consistency(self.consistency)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise UsageError("TLS needs both --tls-cert and --tls-key")
         if self.tls_ca is not None and self.tls_cert is None:
@@ -162,6 +187,11 @@ class NodeSettings:
 
     def callers(self) -> list[Caller]:
         return [Caller.parse(text) for text in self.allow]
+
+    def inference_options(self) -> InferenceOptions:
+        """How the model runs: the engine's defaults where nothing is set."""
+        given = {name: getattr(self, name) for name in ENGINE_SETTINGS}
+        return InferenceOptions(**{k: v for k, v in given.items() if v is not None})
 
 
 def load_settings(config: Path | None, given: dict[str, Any]) -> NodeSettings:

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 OUTPUT_NAME = "thin"
 
 
@@ -27,10 +27,13 @@ class SpoolFull(OSError):
 
 def is_uid(text: str) -> bool:
     """A DICOM UID: at most 64 characters of digits and dots."""
-    return len(text) <= 64 and bool(_UID.match(text))
+    return len(text) <= 64 and _UID.fullmatch(text) is not None
 
 
 class Spool:
+    """One node's folder: where each series' instances and result live, and the free space
+    below which nothing more is taken in."""
+
     def __init__(self, root: Path, min_free_mb: float) -> None:
         self.root = root
         self.min_free_bytes = int(min_free_mb * 1024 * 1024)
