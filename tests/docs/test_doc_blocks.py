@@ -401,6 +401,9 @@ REGISTRY: dict[str, dict[str, Handling]] = {
         "python benchmarks/bench_baselines.py --repeats 2": Parse(
             "minutes on the full scans of ../shared"
         ),
+        "python benchmarks/bench_node.py --copies 4 --method linear": Parse(
+            "minutes on the real DICOM series; starts a node"
+        ),
         "python benchmarks/bench_default.py --threads 2": Parse(
             "6 minutes on the full scans of ../shared"
         ),
