@@ -77,7 +77,10 @@ def test_refinement_and_the_other_sampler_and_scheme_run(workdir, capfd):
 @pytest.mark.parametrize(
     ("options", "words"),
     [
-        (["--steps", "3"], "--steps applies to diffusion models (dsdm), not to the cthnet model"),
+        (
+            ["--steps", "3"],
+            "--steps applies to diffusion models (dsdm), not to the thickgrid model",
+        ),
         (["--seed", "1", "--refine", "0.5"], "--seed, --refine apply to diffusion models"),
         (["--method", "linear", "--sampler", "ddim"], "--sampler applies to diffusion models"),
     ],
