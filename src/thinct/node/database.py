@@ -207,13 +207,9 @@ class Queue:
     def complete_series(self, before: float) -> list[str]:
         """Series still receiving whose last instance arrived at or before ``before`` (a
         time.time()), oldest first."""
-        with self._transaction(write=False) as db:
-            rows = db.execute(
-                "SELECT series_uid FROM series WHERE state='received' AND last_received<=?"
-                " ORDER BY last_received",
-                (before,),
-            )
-            return [str(uid) for (uid,) in rows.fetchall()]
+        return self._series_uids(
+            "state='received' AND last_received<=? ORDER BY last_received", before
+        )
 
     def set_waiting(self, series_uid: str, before: float) -> bool:
         """Queue a series judged complete, unless an instance arrived after ``before`` (the
@@ -363,12 +359,14 @@ class Queue:
     def expired(self, retention_hours: float) -> list[str]:
         """Finished series whose spool data is older than the retention and still there."""
         cutoff = time.time() - retention_hours * 3600
+        return self._series_uids(
+            "state IN ('sent', 'ignored', 'failed') AND purged=0 AND updated<=?", cutoff
+        )
+
+    def _series_uids(self, condition: str, *values: object) -> list[str]:
+        """The UIDs of the series that meet an SQL condition (with its ``?`` values)."""
         with self._transaction(write=False) as db:
-            rows = db.execute(
-                "SELECT series_uid FROM series WHERE state IN ('sent', 'ignored', 'failed')"
-                " AND purged=0 AND updated<=?",
-                (cutoff,),
-            )
+            rows = db.execute(f"SELECT series_uid FROM series WHERE {condition}", values)
             return [str(uid) for (uid,) in rows.fetchall()]
 
     def purged(self, series_uid: str) -> None:
